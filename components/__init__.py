@@ -1,0 +1,1 @@
+"""Reusable Pulumi components, one file per building block."""

@@ -1,0 +1,44 @@
+"""IAM policy documents through ``aws.iam.get_policy_document`` (no hand-built JSON).
+
+Statements are plain dicts with the data source's keys (``sid``, ``effect``, ``actions``,
+``resources``, ``principals`` = [{type, identifiers}], ``conditions`` = [{test, variable,
+values}]); any value may be a ``pulumi.Output`` (an ARN of another resource).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+
+def policy_document(
+    parent: pulumi.Resource, statements: Sequence[Mapping[str, Any]]
+) -> pulumi.Output[str]:
+    # Output.from_input resolves Outputs nested anywhere in the statements.
+    resolved: pulumi.Output[Any] = pulumi.Output.from_input([dict(s) for s in statements])
+    return aws.iam.get_policy_document_output(
+        statements=resolved,
+        opts=pulumi.InvokeOutputOptions(parent=parent),
+    ).json
+
+
+def service_principal(service: str) -> dict[str, Any]:
+    return {"type": "Service", "identifiers": [service]}
+
+
+def assume_role_policy(
+    parent: pulumi.Resource, service: str, *, source_account: pulumi.Input[str] | None = None
+) -> pulumi.Output[str]:
+    """Trust policy letting one AWS service assume a role (optionally only for this account)."""
+    statement: dict[str, Any] = {
+        "actions": ["sts:AssumeRole"],
+        "principals": [service_principal(service)],
+    }
+    if source_account is not None:
+        statement["conditions"] = [
+            {"test": "StringEquals", "variable": "aws:SourceAccount", "values": [source_account]}
+        ]
+    return policy_document(parent, [statement])

@@ -1,0 +1,116 @@
+"""The SQS job queue and its dead-letter queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import policy_document
+
+LONG_POLL_SECONDS = 20
+
+
+@dataclass(frozen=True)
+class JobQueueArgs:
+    queue_name: str
+    dead_letter_queue_name: str
+    visibility_timeout_seconds: int
+    retention_seconds: int
+    dlq_retention_seconds: int
+    max_receive_count: int
+    kms_key_arn: str | None = None
+    """A customer-managed KMS key; when unset the queues use SQS-managed encryption (SSE-SQS)."""
+    protect: bool = False
+
+
+class JobQueue(pulumi.ComponentResource):
+    queue_url: pulumi.Output[str]
+    queue_arn: pulumi.Output[str]
+    queue_name: pulumi.Output[str]
+    dlq_url: pulumi.Output[str]
+    dlq_arn: pulumi.Output[str]
+    dlq_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: JobQueueArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jobstream:queue:JobQueue", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        stateful = pulumi.ResourceOptions(parent=self, protect=args.protect)
+
+        encryption: dict[str, object] = (
+            {"kms_master_key_id": args.kms_key_arn, "kms_data_key_reuse_period_seconds": 300}
+            if args.kms_key_arn
+            else {"sqs_managed_sse_enabled": True}
+        )
+        dlq = aws.sqs.Queue(
+            f"{name}-dlq",
+            name=args.dead_letter_queue_name,
+            message_retention_seconds=args.dlq_retention_seconds,
+            receive_wait_time_seconds=LONG_POLL_SECONDS,
+            visibility_timeout_seconds=args.visibility_timeout_seconds,
+            opts=stateful,
+            **encryption,  # pyright: ignore[reportArgumentType]
+        )
+        queue = aws.sqs.Queue(
+            name,
+            name=args.queue_name,
+            message_retention_seconds=args.retention_seconds,
+            receive_wait_time_seconds=LONG_POLL_SECONDS,
+            visibility_timeout_seconds=args.visibility_timeout_seconds,
+            opts=stateful,
+            **encryption,  # pyright: ignore[reportArgumentType]
+        )
+        # Redrive as separate resources: inline redrive_policy / redrive_allow_policy on the
+        # queues form a dependency cycle (each needs the other's ARN).
+        aws.sqs.RedrivePolicy(
+            name,
+            queue_url=queue.url,
+            redrive_policy=pulumi.Output.json_dumps(
+                {"deadLetterTargetArn": dlq.arn, "maxReceiveCount": args.max_receive_count}
+            ),
+            opts=child,
+        )
+        aws.sqs.RedriveAllowPolicy(
+            f"{name}-dlq",
+            queue_url=dlq.url,
+            redrive_allow_policy=pulumi.Output.json_dumps(
+                {"redrivePermission": "byQueue", "sourceQueueArns": [queue.arn]}
+            ),
+            opts=child,
+        )
+        for logical, target in ((name, queue), (f"{name}-dlq", dlq)):
+            aws.sqs.QueuePolicy(
+                logical,
+                queue_url=target.url,
+                policy=_deny_insecure_transport(target.arn, self),
+                opts=child,
+            )
+
+        self.queue_url, self.queue_arn, self.queue_name = queue.url, queue.arn, queue.name
+        self.dlq_url, self.dlq_arn, self.dlq_name = dlq.url, dlq.arn, dlq.name
+        self.register_outputs(
+            {"queueUrl": queue.url, "queueArn": queue.arn, "dlqUrl": dlq.url, "dlqArn": dlq.arn}
+        )
+
+
+def _deny_insecure_transport(
+    queue_arn: pulumi.Output[str], parent: pulumi.Resource
+) -> pulumi.Output[str]:
+    return policy_document(
+        parent,
+        [
+            {
+                "sid": "DenyInsecureTransport",
+                "effect": "Deny",
+                "principals": [{"type": "*", "identifiers": ["*"]}],
+                "actions": ["sqs:*"],
+                "resources": [queue_arn],
+                "conditions": [
+                    {"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}
+                ],
+            }
+        ],
+    )

@@ -1,0 +1,1 @@
+"""The jobstream Pulumi program: stack config, the phase table, composition, the offline plan."""

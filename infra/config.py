@@ -1,0 +1,820 @@
+"""Typed, validated stack configuration: the only module that reads Pulumi stack config.
+
+Every key under ``jobstream:`` is declared once in ``KEYS`` (name, parser, default, help). The
+README's configuration table is rendered from that declaration, unknown keys are rejected with
+a suggestion, and every bad value raises ``ConfigError`` naming the key, the value it got and
+what is allowed. Components never read config: the stack passes them these plain values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from components.network import NatStrategy
+from infra.phases import CLEANUP_PHASE, PHASES
+
+NAMESPACE = "jobstream"
+
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)  # fmt: skip
+
+SQS_RETENTION_RANGE = (60, 1_209_600)
+SQS_VISIBILITY_RANGE = (0, 43_200)
+BATCH_JOB_TIMEOUT_RANGE = (60, 14 * 24 * 3600)
+
+# Fargate task sizes: vCPU -> allowed memory (MiB), from the AWS Batch/ECS Fargate table.
+FARGATE_MEMORY_MIB: Mapping[float, tuple[int, ...]] = {
+    0.25: (512, 1024, 2048),
+    0.5: tuple(range(1024, 4097, 1024)),
+    1.0: tuple(range(2048, 8193, 1024)),
+    2.0: tuple(range(4096, 16385, 1024)),
+    4.0: tuple(range(8192, 30721, 1024)),
+    8.0: tuple(range(16384, 61441, 4096)),
+    16.0: tuple(range(32768, 122881, 8192)),
+}
+
+# Interface endpoints the network component knows how to create (service short names).
+KNOWN_INTERFACE_ENDPOINTS: tuple[str, ...] = (
+    "ecr.api", "ecr.dkr", "logs", "sqs", "sts", "secretsmanager", "ssm", "ssmmessages",
+    "ec2messages", "kms", "monitoring", "events", "batch", "ecs", "ecs-agent", "ecs-telemetry",
+    "kafka", "rds", "elasticloadbalancing",
+)  # fmt: skip
+DEFAULT_INTERFACE_ENDPOINTS: tuple[str, ...] = (
+    "ecr.api", "ecr.dkr", "logs", "sqs", "sts", "secretsmanager", "ssm",
+)  # fmt: skip
+
+# Smallest and largest VPC accepted: the VPC is split into 8 equal blocks (public and private
+# subnet for up to 3 AZs, plus spares), and each block must still hold a useful subnet.
+VPC_PREFIX_RANGE = (16, 24)
+SUBNET_NEWBITS = 3
+
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
+_RESOURCE_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
+_DB_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class ComputeType(StrEnum):
+    FARGATE = "FARGATE"
+    FARGATE_SPOT = "FARGATE_SPOT"
+    SPOT = "SPOT"
+
+
+class TopicManager(StrEnum):
+    AWS = "aws"
+    KAFKA = "kafka"
+
+
+class KafkaMode(StrEnum):
+    PROVISIONED = "provisioned"
+    SERVERLESS = "serverless"
+
+
+class EnhancedMonitoring(StrEnum):
+    DEFAULT = "DEFAULT"
+    PER_BROKER = "PER_BROKER"
+    PER_TOPIC_PER_BROKER = "PER_TOPIC_PER_BROKER"
+    PER_TOPIC_PER_PARTITION = "PER_TOPIC_PER_PARTITION"
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    value: object
+    allowed: str
+
+    def __str__(self) -> str:
+        shown = "<missing>" if self.value is _MISSING else repr(self.value)
+        return f"{NAMESPACE}:{self.key} = {shown}: {self.allowed}"
+
+
+class ConfigError(ValueError):
+    """One or more stack config values are invalid; each problem names key, value, allowed."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        noun = "value" if len(problems) == 1 else "values"
+        super().__init__(f"invalid stack configuration ({len(problems)} bad {noun}):\n{lines}")
+
+    @property
+    def keys(self) -> list[str]:
+        return [p.key for p in self.problems]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+class _InvalidValueError(Exception):
+    """Raised by a parser; carries the 'allowed' text."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers: raw Pulumi config strings -> typed values. Pulumi hands every value over as a string;
+# objects and lists arrive as JSON.
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise _InvalidValueError(f"must be a whole number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise _InvalidValueError(f"must be a whole number from {lo} to {hi}")
+        return value
+
+    parse.__doc__ = f"integer {lo}..{hi}"
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise _InvalidValueError(f"must be a number from {lo:g} to {hi:g}") from None
+        if not lo <= value <= hi:
+            raise _InvalidValueError(f"must be a number from {lo:g} to {hi:g}")
+        return value
+
+    parse.__doc__ = f"number {lo:g}..{hi:g}"
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    text = str(raw).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise _InvalidValueError("must be true or false")
+
+
+_bool.__doc__ = "true / false"
+
+
+def _choice(enum: type[StrEnum]) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            return enum(str(raw).strip())
+        except ValueError:
+            raise _InvalidValueError("must be one of " + ", ".join(m.value for m in enum)) from None
+
+    parse.__doc__ = " / ".join(m.value for m in enum)
+    return parse
+
+
+def _one_of(values: tuple[int, ...], what: str) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            value = -1
+        if value not in values:
+            raise _InvalidValueError(f"must be one of the {what}: " + ", ".join(map(str, values)))
+        return value
+
+    parse.__doc__ = f"one of the {what}"
+    return parse
+
+
+def _pattern(regex: re.Pattern[str], allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = str(raw).strip()
+        if not regex.match(value):
+            raise _InvalidValueError(allowed)
+        return value
+
+    parse.__doc__ = allowed
+    return parse
+
+
+def _optional(inner: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        return None if str(raw).strip() == "" else inner(raw)
+
+    parse.__doc__ = f"{inner.__doc__} (optional)"
+    return parse
+
+
+def _cidr(raw: str) -> str:
+    lo, hi = VPC_PREFIX_RANGE
+    allowed = f"must be a private IPv4 network in CIDR form, /{lo} to /{hi} (e.g. 10.0.0.0/16)"
+    try:
+        network = ipaddress.IPv4Network(str(raw).strip(), strict=True)
+    except ValueError:
+        raise _InvalidValueError(allowed) from None
+    if not network.is_private or not lo <= network.prefixlen <= hi:
+        raise _InvalidValueError(allowed)
+    return str(network)
+
+
+_cidr.__doc__ = f"IPv4 CIDR /{VPC_PREFIX_RANGE[0]}../{VPC_PREFIX_RANGE[1]}"
+
+
+def _endpoint_list(raw: str) -> tuple[str, ...]:
+    allowed = "must be a JSON list of interface endpoint services from: " + ", ".join(
+        KNOWN_INTERFACE_ENDPOINTS
+    )
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        raise _InvalidValueError(allowed) from None
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v in KNOWN_INTERFACE_ENDPOINTS for v in value
+    ):
+        raise _InvalidValueError(allowed)
+    if len(set(value)) != len(value):
+        raise _InvalidValueError("must not name a service twice")
+    return tuple(value)
+
+
+_endpoint_list.__doc__ = "list of service names"
+
+
+def _string_list(item: re.Pattern[str], what: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        allowed = f"must be a non-empty JSON list of {what}"
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        except json.JSONDecodeError:
+            raise _InvalidValueError(allowed) from None
+        if not isinstance(value, list) or not value:
+            raise _InvalidValueError(allowed)
+        if not all(isinstance(v, str) and item.match(v) for v in value):
+            raise _InvalidValueError(allowed)
+        return tuple(value)
+
+    parse.__doc__ = f"list of {what}"
+    return parse
+
+
+# --------------------------------------------------------------------------------------------
+# The declaration of every key.
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    section: str
+    required: bool = False
+
+    @property
+    def allowed(self) -> str:
+        return self.parse.__doc__ or ""
+
+
+def _k(section: str) -> Callable[..., Key]:
+    def make(name: str, parse: Callable[[str], Any], default: Any, help: str, **kw: Any) -> Key:
+        return Key(name, parse, default, help, section, **kw)
+
+    return make
+
+
+_general, _net, _sqs = _k("General"), _k("Network"), _k("SQS job queue")
+_db, _batch, _kafka = _k("Database and RDS Proxy"), _k("AWS Batch"), _k("Kafka (MSK)")
+_svc, _mon = _k("Kafka consumer service (ECS)"), _k("Monitoring and migration triggers")
+
+_GB = 1024
+
+KEYS: tuple[Key, ...] = (
+    _general("phase", _int(PHASES[0], PHASES[-1]), _MISSING, "Migration phase in force (see the phase table).", required=True),
+    _general("confirmCleanup", _bool, False, "Must be true to allow phase 5, which deletes the SQS and Batch resources."),
+    _general("environment", _choice(Environment), None, "Environment class; defaults to the stack name when that is dev, staging or prod."),
+    _general("protectStatefulResources", _bool, None, "Protect the database, proxy, queues and MSK cluster from deletion; defaults to true in prod."),
+    _general("logRetentionDays", _one_of(LOG_RETENTION_DAYS, "CloudWatch Logs retention periods"), 30, "Retention of application, broker and job logs."),
+    _net("vpcCidr", _cidr, "10.0.0.0/16", "VPC CIDR; subnets are computed from it (8 equal blocks)."),
+    _net("azCount", _int(2, 3), 2, "Availability zones used."),
+    _net("natStrategy", _choice(NatStrategy), NatStrategy.SINGLE, "NAT gateways: none, one for the VPC, or one per AZ."),
+    _net("allowReducedNat", _bool, False, "Allow prod to run with fewer NAT gateways than AZs."),
+    _net("interfaceEndpoints", _endpoint_list, DEFAULT_INTERFACE_ENDPOINTS, "Interface VPC endpoints (JSON list of service names)."),
+    _net("flowLogRetentionDays", _one_of(LOG_RETENTION_DAYS, "CloudWatch Logs retention periods"), 30, "Retention of VPC flow logs."),
+    _sqs("queueVisibilityTimeoutSeconds", _int(*SQS_VISIBILITY_RANGE), 3600, "Visibility timeout; must be >= jobTimeoutSeconds."),
+    _sqs("queueRetentionSeconds", _int(*SQS_RETENTION_RANGE), 345_600, "Message retention of the job queue."),
+    _sqs("dlqRetentionSeconds", _int(*SQS_RETENTION_RANGE), 1_209_600, "Message retention of the DLQ; must be >= queueRetentionSeconds."),
+    _sqs("maxReceiveCount", _int(1, 1000), 5, "Receives before a message moves to the DLQ."),
+    _sqs("queueKmsKeyArn", _optional(_pattern(_ARN, "must be a KMS key ARN")), None, "KMS key for the queues; SQS-managed encryption when unset."),
+    _db("dbInstanceClass", _pattern(re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$"), "must be an RDS instance class like db.t4g.micro"), "db.t4g.micro", "RDS instance class."),
+    _db("dbEngineVersion", _pattern(re.compile(r"^\d+(\.\d+)?$"), "must be a PostgreSQL version like 16.4"), "16.4", "PostgreSQL engine version."),
+    _db("dbAllocatedStorageGb", _int(20, 65_536), 20, "Initial storage (GiB)."),
+    _db("dbMaxAllocatedStorageGb", _int(20, 65_536), 100, "Storage autoscaling ceiling (GiB); >= dbAllocatedStorageGb."),
+    _db("dbName", _pattern(_DB_IDENTIFIER, "must be a lowercase identifier (letters, digits, _)"), "jobstream", "Database name."),
+    _db("dbMasterUsername", _pattern(_DB_IDENTIFIER, "must be a lowercase identifier (letters, digits, _)"), "jobstream_admin", "Master user (password managed by RDS in Secrets Manager)."),
+    _db("dbAppUsername", _pattern(_DB_IDENTIFIER, "must be a lowercase identifier (letters, digits, _)"), "jobstream_app", "Database user the jobs connect as (IAM auth through the proxy)."),
+    _db("dbMultiAz", _bool, False, "Multi-AZ deployment."),
+    _db("dbDeletionProtection", _bool, None, "Deletion protection and a final snapshot; defaults to true in prod."),
+    _db("dbBackupRetentionDays", _int(1, 35), 7, "Automated backup retention."),
+    _db("existingDbInstanceId", _optional(_pattern(re.compile(r"^[a-z][a-z0-9-]{0,62}$"), "must be an RDS instance identifier")), None, "Front an existing RDS instance instead of creating one."),
+    _db("proxyMaxConnectionsPercent", _int(1, 100), 90, "RDS Proxy pool: max connections (% of max_connections)."),
+    _db("proxyMaxIdleConnectionsPercent", _int(0, 100), 50, "RDS Proxy pool: max idle connections (%); <= proxyMaxConnectionsPercent."),
+    _db("proxyConnectionBorrowTimeoutSeconds", _int(0, 3600), 120, "RDS Proxy: wait for a free connection (s)."),
+    _db("proxyIdleClientTimeoutSeconds", _int(1, 28_800), 1800, "RDS Proxy: close idle client connections after (s)."),
+    _batch("image", _pattern(_IMAGE, "must be a container image reference (registry/repository:tag)"), _MISSING, "ML container image (used by Batch and the Kafka consumer).", required=True),
+    _batch("computeType", _choice(ComputeType), ComputeType.FARGATE, "Batch compute: FARGATE, FARGATE_SPOT or EC2 SPOT."),
+    _batch("batchMaxVcpus", _int(1, 4096), 16, "Compute environment ceiling (vCPU)."),
+    _batch("spotInstanceTypes", _string_list(re.compile(r"^[a-z0-9]+(\.[a-z0-9]+)?$"), "EC2 instance types"), ("m6i.large", "m5.large"), "EC2 instance types for SPOT compute."),
+    _batch("jobVcpu", _float(0.25, 16), 1.0, "vCPU per job."),
+    _batch("jobMemoryMib", _int(512, 122_880), 2048, "Memory per job (MiB); a valid Fargate size for jobVcpu."),
+    _batch("jobTimeoutSeconds", _int(*BATCH_JOB_TIMEOUT_RANGE), 1800, "Attempt timeout of one job."),
+    _batch("jobAttempts", _int(1, 10), 3, "Attempts per job (retries on infrastructure failures only)."),
+    _batch("expectedJobsPerDay", _int(0, 100_000_000), 2000, "Expected load, for the cost estimate."),
+    _batch("expectedJobSeconds", _int(1, 86_400), 120, "Expected run time of one job, for the cost estimate."),
+    _kafka("kafka", _choice(TopicManager), TopicManager.AWS, "Topic manager: aws (aws.msk.Topic, control plane) or kafka (pulumi-kafka, needs broker reach)."),
+    _kafka("kafkaMode", _choice(KafkaMode), KafkaMode.PROVISIONED, "MSK provisioned or serverless (IAM only)."),
+    _kafka("kafkaVersion", _pattern(re.compile(r"^\d+\.\d+\.\d+(\.x)?(\.kraft)?$"), "must be an MSK Kafka version like 3.6.0"), "3.6.0", "Kafka version (provisioned)."),
+    _kafka("kafkaInstanceType", _pattern(re.compile(r"^kafka\.[a-z0-9]+\.[a-z0-9]+$"), "must be an MSK broker type like kafka.m7g.large"), "kafka.t3.small", "Broker instance type."),
+    _kafka("kafkaBrokerCount", _int(1, 30), 2, "Brokers; a multiple of azCount."),
+    _kafka("kafkaVolumeSizeGb", _int(1, 16_384), 100, "Initial EBS volume per broker (GiB)."),
+    _kafka("kafkaMaxVolumeSizeGb", _int(1, 16_384), 500, "Storage auto scaling ceiling per broker (GiB)."),
+    _kafka("kafkaStorageTargetPercent", _int(10, 80), 60, "Storage auto scaling target utilisation (%)."),
+    _kafka("kafkaEnhancedMonitoring", _choice(EnhancedMonitoring), EnhancedMonitoring.PER_TOPIC_PER_BROKER, "MSK enhanced monitoring level."),
+    _kafka("topicName", _pattern(_RESOURCE_NAME, "must be a Kafka topic name (letters, digits, . _ -)"), "jobstream.jobs", "Jobs topic; the dead-letter topic is <topicName>.dlq."),
+    _kafka("topicPartitions", _int(1, 1000), 6, "Partitions of the jobs topic."),
+    _kafka("topicReplicationFactor", _int(1, 5), 2, "Replication factor; <= kafkaBrokerCount."),
+    _kafka("topicMinInsyncReplicas", _int(1, 4), 1, "min.insync.replicas; < topicReplicationFactor."),
+    _kafka("topicRetentionHours", _int(1, 8760), 168, "Retention of the jobs topic."),
+    _kafka("deadLetterRetentionHours", _int(1, 8760), 336, "Retention of the dead-letter topic."),
+    _kafka("consumerGroup", _pattern(_RESOURCE_NAME, "must be a consumer group name (letters, digits, . _ -)"), "jobstream-ml", "Consumer group of the ML service."),
+    _svc("consumerDesiredCount", _int(0, 100), 1, "Tasks of the Kafka consumer service."),
+    _svc("consumerMinCount", _int(0, 100), 1, "Auto scaling floor."),
+    _svc("consumerMaxCount", _int(1, 100), 4, "Auto scaling ceiling; <= topicPartitions (more tasks would idle)."),
+    _svc("consumerCpu", _one_of((256, 512, 1024, 2048, 4096, 8192, 16384), "Fargate CPU units"), 1024, "CPU units per task."),
+    _svc("consumerMemoryMib", _int(512, 122_880), 2048, "Memory per task (MiB)."),
+    _svc("consumerLagTargetPerTask", _int(1, 1_000_000), 1000, "Target-tracking: offset lag per task (used where MSK publishes lag)."),
+    _svc("consumerCpuTargetPercent", _int(10, 95), 60, "Target-tracking: CPU utilisation (serverless clusters, no lag metric)."),
+    _mon("alertEmail", _pattern(_EMAIL, "must be an e-mail address like ops@example.com"), _MISSING, "Address subscribed to the alert topic.", required=True),
+    _mon("queueDepthThreshold", _int(1, 10_000_000), 1000, "Alarm: visible messages in the job queue."),
+    _mon("queueAgeThresholdSeconds", _int(1, 1_209_600), 900, "Alarm: age of the oldest job in the queue."),
+    _mon("consumerLagThreshold", _int(1, 100_000_000), 10_000, "Alarm: Kafka consumer lag of the ML group."),
+    _mon("mskCpuThresholdPercent", _int(1, 100), 60, "Alarm: broker CPU user + system."),
+    _mon("mskDiskThresholdPercent", _int(1, 100), 80, "Alarm: broker data-log disk used."),
+    _mon("rdsCpuThresholdPercent", _int(1, 100), 80, "Alarm: database CPU."),
+    _mon("rdsFreeStorageThresholdGb", _int(1, 65_536), 5, "Alarm: database free storage below (GiB)."),
+    _mon("triggerJobsPerDay", _int(1, 1_000_000_000), 10_000, "Migration trigger: jobs per day ..."),
+    _mon("triggerSustainedDays", _int(1, 14), 7, "... sustained for this many consecutive days."),
+    _mon("triggerLatencySeconds", _float(0.001, 86_400), 1.0, "Migration trigger: age of the oldest job above this ..."),
+    _mon("triggerLatencyPercentile", _pattern(_PERCENTILE, "must be a percentile like p90 or p99.9"), "p99", "... at this percentile."),
+)  # fmt: skip
+
+KEYS_BY_NAME: Mapping[str, Key] = {k.name: k for k in KEYS}
+
+
+# --------------------------------------------------------------------------------------------
+# The typed configuration.
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    vpc_cidr: str
+    az_count: int
+    nat_strategy: NatStrategy
+    interface_endpoints: tuple[str, ...]
+    flow_log_retention_days: int
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    visibility_timeout_seconds: int
+    retention_seconds: int
+    dlq_retention_seconds: int
+    max_receive_count: int
+    kms_key_arn: str | None
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    instance_class: str
+    engine_version: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    name: str
+    master_username: str
+    app_username: str
+    multi_az: bool
+    deletion_protection: bool
+    backup_retention_days: int
+    existing_instance_id: str | None
+    proxy_max_connections_percent: int
+    proxy_max_idle_connections_percent: int
+    proxy_connection_borrow_timeout_seconds: int
+    proxy_idle_client_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    image: str
+    compute_type: ComputeType
+    max_vcpus: int
+    spot_instance_types: tuple[str, ...]
+    job_vcpu: float
+    job_memory_mib: int
+    job_timeout_seconds: int
+    job_attempts: int
+    expected_jobs_per_day: int
+    expected_job_seconds: int
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    topic_manager: TopicManager
+    mode: KafkaMode
+    version: str
+    instance_type: str
+    broker_count: int
+    volume_size_gb: int
+    max_volume_size_gb: int
+    storage_target_percent: int
+    enhanced_monitoring: EnhancedMonitoring
+    topic_name: str
+    topic_partitions: int
+    replication_factor: int
+    min_insync_replicas: int
+    topic_retention_hours: int
+    dead_letter_retention_hours: int
+    consumer_group: str
+
+    @property
+    def dead_letter_topic_name(self) -> str:
+        return f"{self.topic_name}.dlq"
+
+
+@dataclass(frozen=True)
+class ConsumerServiceConfig:
+    desired_count: int
+    min_count: int
+    max_count: int
+    cpu: int
+    memory_mib: int
+    lag_target_per_task: int
+    cpu_target_percent: int
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    alert_email: str
+    queue_depth_threshold: int
+    queue_age_threshold_seconds: int
+    consumer_lag_threshold: int
+    msk_cpu_threshold_percent: int
+    msk_disk_threshold_percent: int
+    rds_cpu_threshold_percent: int
+    rds_free_storage_threshold_gb: int
+    trigger_jobs_per_day: int
+    trigger_sustained_days: int
+    trigger_latency_seconds: float
+    trigger_latency_percentile: str
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    project: str
+    stack: str
+    region: str
+    environment: Environment
+    phase: int
+    cleanup_confirmed: bool
+    protect_stateful: bool
+    log_retention_days: int
+    network: NetworkConfig
+    queue: QueueConfig
+    database: DatabaseConfig
+    batch: BatchConfig
+    kafka: KafkaConfig
+    consumer: ConsumerServiceConfig
+    monitoring: MonitoringConfig
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment is Environment.PROD
+
+    @property
+    def default_tags(self) -> dict[str, str]:
+        # The phase is deliberately not a tag: every phase change would touch every resource.
+        return {
+            "Project": self.project,
+            "Environment": self.environment.value,
+            "ManagedBy": "pulumi",
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Loading.
+
+
+def parse(raw: Mapping[str, str], *, stack: str, project: str = "jobstream") -> StackConfig:
+    """Build a ``StackConfig`` from flat Pulumi config (``{"jobstream:phase": "3", ...}``).
+
+    Raises ``ConfigError`` listing every bad, missing or unknown key.
+    """
+    problems: list[Problem] = []
+    prefix = f"{NAMESPACE}:"
+    given = {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}
+
+    for name in sorted(set(given) - set(KEYS_BY_NAME)):
+        close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1)
+        hint = f"; did you mean {NAMESPACE}:{close[0]}?" if close else ""
+        problems.append(Problem(name, given[name], f"is not a known key{hint}"))
+
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        if key.name not in given:
+            if key.required:
+                problems.append(Problem(key.name, _MISSING, f"is required ({key.help})"))
+            values[key.name] = key.default
+            continue
+        try:
+            values[key.name] = key.parse(given[key.name])
+        except _InvalidValueError as bad:
+            problems.append(Problem(key.name, given[key.name], str(bad)))
+            values[key.name] = _MISSING
+
+    region = str(raw.get("aws:region", "")).strip()
+    if not _REGION.match(region):
+        problems.append(
+            Problem(
+                "(aws:region)",
+                region or _MISSING,
+                "aws:region must be set to an AWS region like us-east-1",
+            )
+        )
+
+    if values["environment"] is None:
+        try:
+            values["environment"] = Environment(stack)
+        except ValueError:
+            problems.append(
+                Problem(
+                    "environment",
+                    _MISSING,
+                    f"is required when the stack name ({stack!r}) is not dev, staging or prod",
+                )
+            )
+            values["environment"] = _MISSING
+
+    if not problems:
+        problems.extend(_cross_checks(values))
+    if problems:
+        raise ConfigError(problems)
+    return _build(values, stack=stack, project=project, region=region)
+
+
+def _cross_checks(v: Mapping[str, Any]) -> list[Problem]:
+    """Rules that relate several keys; only run once every key parsed on its own."""
+    out: list[Problem] = []
+
+    def bad(key: str, allowed: str) -> None:
+        out.append(Problem(key, v[key], allowed))
+
+    if v["phase"] == CLEANUP_PHASE and not v["confirmCleanup"]:
+        bad(
+            "phase",
+            f"phase {CLEANUP_PHASE} deletes the SQS queues, the pipe and the Batch resources; "
+            f"set {NAMESPACE}:confirmCleanup to true in this stack to allow it",
+        )
+    prod = v["environment"] is Environment.PROD
+    if prod and v["natStrategy"] is not NatStrategy.PER_AZ and not v["allowReducedNat"]:
+        bad(
+            "natStrategy",
+            f"prod needs one NAT gateway per AZ (per-az); set {NAMESPACE}:allowReducedNat to "
+            "true to accept less",
+        )
+    if v["kafkaMode"] is KafkaMode.PROVISIONED:
+        if v["kafkaBrokerCount"] % v["azCount"] != 0:
+            bad("kafkaBrokerCount", f"must be a multiple of azCount ({v['azCount']})")
+        if v["topicReplicationFactor"] > v["kafkaBrokerCount"]:
+            bad(
+                "topicReplicationFactor",
+                f"must be <= kafkaBrokerCount ({v['kafkaBrokerCount']})",
+            )
+        if v["kafkaMaxVolumeSizeGb"] < v["kafkaVolumeSizeGb"]:
+            bad("kafkaMaxVolumeSizeGb", f"must be >= kafkaVolumeSizeGb ({v['kafkaVolumeSizeGb']})")
+    if v["topicMinInsyncReplicas"] >= v["topicReplicationFactor"]:
+        bad(
+            "topicMinInsyncReplicas",
+            f"must be < topicReplicationFactor ({v['topicReplicationFactor']}) so that one "
+            "replica can be down without stopping producers",
+        )
+    if v["queueVisibilityTimeoutSeconds"] < v["jobTimeoutSeconds"]:
+        bad(
+            "queueVisibilityTimeoutSeconds",
+            f"must be >= jobTimeoutSeconds ({v['jobTimeoutSeconds']}), or a running job's "
+            "message becomes visible again and runs twice",
+        )
+    if v["dlqRetentionSeconds"] < v["queueRetentionSeconds"]:
+        bad(
+            "dlqRetentionSeconds",
+            f"must be >= queueRetentionSeconds ({v['queueRetentionSeconds']}); a moved message "
+            "keeps its original enqueue time",
+        )
+    if v["dbMaxAllocatedStorageGb"] < v["dbAllocatedStorageGb"]:
+        bad(
+            "dbMaxAllocatedStorageGb",
+            f"must be >= dbAllocatedStorageGb ({v['dbAllocatedStorageGb']})",
+        )
+    if v["proxyMaxIdleConnectionsPercent"] > v["proxyMaxConnectionsPercent"]:
+        bad(
+            "proxyMaxIdleConnectionsPercent",
+            f"must be <= proxyMaxConnectionsPercent ({v['proxyMaxConnectionsPercent']})",
+        )
+    if v["computeType"] in (ComputeType.FARGATE, ComputeType.FARGATE_SPOT):
+        sizes = FARGATE_MEMORY_MIB.get(v["jobVcpu"])
+        if sizes is None:
+            bad(
+                "jobVcpu",
+                "must be a Fargate size: " + ", ".join(f"{c:g}" for c in FARGATE_MEMORY_MIB),
+            )
+        elif v["jobMemoryMib"] not in sizes:
+            bad(
+                "jobMemoryMib",
+                f"must be a Fargate memory size for {v['jobVcpu']:g} vCPU: "
+                f"{sizes[0]}..{sizes[-1]} in steps of {sizes[1] - sizes[0] if len(sizes) > 1 else 0}",
+            )
+    if not v["consumerMinCount"] <= v["consumerDesiredCount"] <= v["consumerMaxCount"]:
+        bad(
+            "consumerDesiredCount",
+            f"must lie within consumerMinCount..consumerMaxCount ({v['consumerMinCount']}.."
+            f"{v['consumerMaxCount']})",
+        )
+    if v["consumerMaxCount"] > v["topicPartitions"]:
+        bad(
+            "consumerMaxCount",
+            f"must be <= topicPartitions ({v['topicPartitions']}); extra consumers would idle",
+        )
+    percentile = _PERCENTILE.match(v["triggerLatencyPercentile"])
+    if percentile and not 0 < float(percentile.group(1)) < 100:
+        bad("triggerLatencyPercentile", "must lie strictly between p0 and p100")
+    return out
+
+
+def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> StackConfig:
+    environment: Environment = v["environment"]
+    prod = environment is Environment.PROD
+    protect = v["protectStatefulResources"]
+    deletion_protection = v["dbDeletionProtection"]
+    return StackConfig(
+        project=project,
+        stack=stack,
+        region=region,
+        environment=environment,
+        phase=v["phase"],
+        cleanup_confirmed=v["confirmCleanup"],
+        protect_stateful=prod if protect is None else protect,
+        log_retention_days=v["logRetentionDays"],
+        network=NetworkConfig(
+            vpc_cidr=v["vpcCidr"],
+            az_count=v["azCount"],
+            nat_strategy=v["natStrategy"],
+            interface_endpoints=tuple(v["interfaceEndpoints"]),
+            flow_log_retention_days=v["flowLogRetentionDays"],
+        ),
+        queue=QueueConfig(
+            visibility_timeout_seconds=v["queueVisibilityTimeoutSeconds"],
+            retention_seconds=v["queueRetentionSeconds"],
+            dlq_retention_seconds=v["dlqRetentionSeconds"],
+            max_receive_count=v["maxReceiveCount"],
+            kms_key_arn=v["queueKmsKeyArn"],
+        ),
+        database=DatabaseConfig(
+            instance_class=v["dbInstanceClass"],
+            engine_version=v["dbEngineVersion"],
+            allocated_storage_gb=v["dbAllocatedStorageGb"],
+            max_allocated_storage_gb=v["dbMaxAllocatedStorageGb"],
+            name=v["dbName"],
+            master_username=v["dbMasterUsername"],
+            app_username=v["dbAppUsername"],
+            multi_az=v["dbMultiAz"],
+            deletion_protection=prod if deletion_protection is None else deletion_protection,
+            backup_retention_days=v["dbBackupRetentionDays"],
+            existing_instance_id=v["existingDbInstanceId"],
+            proxy_max_connections_percent=v["proxyMaxConnectionsPercent"],
+            proxy_max_idle_connections_percent=v["proxyMaxIdleConnectionsPercent"],
+            proxy_connection_borrow_timeout_seconds=v["proxyConnectionBorrowTimeoutSeconds"],
+            proxy_idle_client_timeout_seconds=v["proxyIdleClientTimeoutSeconds"],
+        ),
+        batch=BatchConfig(
+            image=v["image"],
+            compute_type=v["computeType"],
+            max_vcpus=v["batchMaxVcpus"],
+            spot_instance_types=tuple(v["spotInstanceTypes"]),
+            job_vcpu=v["jobVcpu"],
+            job_memory_mib=v["jobMemoryMib"],
+            job_timeout_seconds=v["jobTimeoutSeconds"],
+            job_attempts=v["jobAttempts"],
+            expected_jobs_per_day=v["expectedJobsPerDay"],
+            expected_job_seconds=v["expectedJobSeconds"],
+        ),
+        kafka=KafkaConfig(
+            topic_manager=v["kafka"],
+            mode=v["kafkaMode"],
+            version=v["kafkaVersion"],
+            instance_type=v["kafkaInstanceType"],
+            broker_count=v["kafkaBrokerCount"],
+            volume_size_gb=v["kafkaVolumeSizeGb"],
+            max_volume_size_gb=v["kafkaMaxVolumeSizeGb"],
+            storage_target_percent=v["kafkaStorageTargetPercent"],
+            enhanced_monitoring=v["kafkaEnhancedMonitoring"],
+            topic_name=v["topicName"],
+            topic_partitions=v["topicPartitions"],
+            replication_factor=v["topicReplicationFactor"],
+            min_insync_replicas=v["topicMinInsyncReplicas"],
+            topic_retention_hours=v["topicRetentionHours"],
+            dead_letter_retention_hours=v["deadLetterRetentionHours"],
+            consumer_group=v["consumerGroup"],
+        ),
+        consumer=ConsumerServiceConfig(
+            desired_count=v["consumerDesiredCount"],
+            min_count=v["consumerMinCount"],
+            max_count=v["consumerMaxCount"],
+            cpu=v["consumerCpu"],
+            memory_mib=v["consumerMemoryMib"],
+            lag_target_per_task=v["consumerLagTargetPerTask"],
+            cpu_target_percent=v["consumerCpuTargetPercent"],
+        ),
+        monitoring=MonitoringConfig(
+            alert_email=v["alertEmail"],
+            queue_depth_threshold=v["queueDepthThreshold"],
+            queue_age_threshold_seconds=v["queueAgeThresholdSeconds"],
+            consumer_lag_threshold=v["consumerLagThreshold"],
+            msk_cpu_threshold_percent=v["mskCpuThresholdPercent"],
+            msk_disk_threshold_percent=v["mskDiskThresholdPercent"],
+            rds_cpu_threshold_percent=v["rdsCpuThresholdPercent"],
+            rds_free_storage_threshold_gb=v["rdsFreeStorageThresholdGb"],
+            trigger_jobs_per_day=v["triggerJobsPerDay"],
+            trigger_sustained_days=v["triggerSustainedDays"],
+            trigger_latency_seconds=v["triggerLatencySeconds"],
+            trigger_latency_percentile=v["triggerLatencyPercentile"],
+        ),
+    )
+
+
+def load() -> StackConfig:
+    """Read the running Pulumi program's stack config (the program's single config read)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    # Every key of the stack with its namespace: the engine's environment, then explicit settings.
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return parse(raw, stack=pulumi.get_stack(), project=pulumi.get_project())
+
+
+def markdown_table() -> str:
+    """The README's configuration-key table, rendered from ``KEYS``."""
+    lines: list[str] = []
+    section = ""
+    for key in KEYS:
+        if key.section != section:
+            section = key.section
+            if lines:
+                lines.append("")
+            lines += [
+                f"**{section}**",
+                "",
+                "| key | allowed | default | what it sets |",
+                "|---|---|---|---|",
+            ]
+        default = "(required)" if key.required else _show_default(key.default)
+        lines.append(f"| `{NAMESPACE}:{key.name}` | {key.allowed} | {default} | {key.help} |")
+    return "\n".join(lines) + "\n"
+
+
+def _show_default(value: Any) -> str:
+    if value is None:
+        return "see text"
+    if isinstance(value, StrEnum):
+        return f"`{value.value}`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        return "`" + json.dumps(list(value)) + "`"
+    return f"`{value}`"

@@ -1,0 +1,1 @@
+"""Runtime messaging library: envelope, publishers, consumers, idempotency ledger, routing."""

@@ -1,0 +1,1 @@
+"""Operator commands: the `jobstream` command line."""

@@ -1,0 +1,1 @@
+"""Pulumi CrossGuard policy pack (guardrails)."""
