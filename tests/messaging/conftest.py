@@ -1,0 +1,98 @@
+"""Real-protocol servers for the messaging tests, each on 127.0.0.1 on a free port.
+
+Session-scoped: moto's HTTP server (SQS, SSM, CloudWatch), the Tansu Kafka broker and a
+PostgreSQL cluster in a temp dir; each stopped by PID at the end of the session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from messaging import aws
+from messaging.local import LocalPostgres, MotoServer, TansuBroker, use_dummy_aws_credentials
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    use_dummy_aws_credentials()
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Aws:
+    url: str
+
+    def client(self, service: str, max_attempts: int = 2) -> Any:
+        return aws.client(service, region=REGION, endpoint_url=self.url, max_attempts=max_attempts)
+
+
+@pytest.fixture
+def aws_local(moto_server: MotoServer) -> Aws:
+    """moto's server with every service reset to empty for this test."""
+    moto_server.reset()
+    return Aws(moto_server.url)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[TansuBroker]:
+    broker = TansuBroker().start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def topic_name() -> str:
+    return f"jobs-{uuid.uuid4().hex[:8]}"
+
+
+def create_topics(bootstrap: str, *names: str, partitions: int = 1) -> None:
+    from confluent_kafka import NewTopic
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in names])
+    for future in futures.values():
+        future.result(timeout=15)
+
+
+def fast_consumer_settings() -> dict[str, Any]:
+    """Tansu joins a group in about half of session.timeout.ms: keep it small in tests."""
+    return {"session_timeout_ms": 2000, "heartbeat_ms": 500}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    server = LocalPostgres().start()
+    yield server
+    server.stop()
+
+
+def make_queue(
+    sqs: Any, name: str, *, max_receive: int = 2, visibility: int = 30
+) -> tuple[str, str]:
+    """A queue and its DLQ with a redrive policy; returns (queue url, dlq url)."""
+    import json
+
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)}
+            ),
+        },
+    )["QueueUrl"]
+    return url, dlq_url

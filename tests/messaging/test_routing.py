@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.phases import all_phases
+from messaging.routing import Routing, RoutingError, RoutingReader, routing_parameter_name
+from tests.messaging.conftest import Aws
+
+
+def routing_for(number: int, **overrides: Any) -> Routing:
+    """The routing document the infrastructure publishes for a phase (from infra.phases)."""
+    from infra.phases import phase
+
+    p = phase(number)
+    doc: dict[str, Any] = {
+        "version": 1,
+        "stack": "dev",
+        "phase": number,
+        "publish_targets": [str(r) for r in p.publish_targets],
+        "consumer_modes": {str(r): str(m) for r, m in p.consumer_modes.items()},
+        "queue_url": None if number == 5 else "https://sqs.example/q",
+        "dlq_url": None if number == 5 else "https://sqs.example/dlq",
+        "topic": None if number == 1 else "jobstream.jobs",
+        "dead_letter_topic": None if number == 1 else "jobstream.jobs.dlq",
+        "bootstrap_brokers": None if number == 1 else "b-1:9098",
+        "consumer_group": None if number == 1 else "jobstream-ml",
+        "kafka_auth": None if number == 1 else "iam",
+    }
+    doc.update(overrides)
+    return Routing.from_dict(doc)
+
+
+@pytest.mark.parametrize("number", [p.number for p in all_phases()])
+def test_every_phase_of_the_table_parses_and_round_trips(number: int) -> None:
+    routing = routing_for(number)
+    assert Routing.from_json(routing.to_json()) == routing
+
+
+def test_phase_three_dual_writes_with_sqs_primary_and_kafka_verifying() -> None:
+    routing = routing_for(3)
+    assert (routing.primary_route, routing.secondary_routes) == ("sqs", ("kafka",))
+    assert (routing.mode("sqs"), routing.mode("kafka")) == ("primary", "verify")
+
+
+def test_missing_key_is_named_in_the_error() -> None:
+    doc = json.loads(routing_for(2).to_json())
+    del doc["topic"]
+    with pytest.raises(RoutingError, match="lacks keys: topic"):
+        Routing.from_json(json.dumps(doc))
+
+
+def test_unknown_consumer_mode_is_rejected() -> None:
+    with pytest.raises(RoutingError, match="unknown mode 'shadow'"):
+        routing_for(3, consumer_modes={"sqs": "primary", "kafka": "shadow"})
+
+
+def test_two_primary_consumers_are_rejected() -> None:
+    with pytest.raises(RoutingError, match="exactly one consumer must be primary"):
+        routing_for(3, consumer_modes={"sqs": "primary", "kafka": "primary"})
+
+
+def test_kafka_target_without_bootstrap_brokers_is_rejected() -> None:
+    with pytest.raises(RoutingError, match="bootstrap_brokers is required"):
+        routing_for(2, bootstrap_brokers=None)
+
+
+def test_unsupported_version_is_rejected() -> None:
+    with pytest.raises(RoutingError, match="version 2"):
+        routing_for(1, version=2)
+
+
+def test_document_that_is_not_json_is_rejected() -> None:
+    with pytest.raises(RoutingError, match="not JSON"):
+        Routing.from_json("{phase: 1")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.moto_server
+def test_reader_serves_the_cached_document_within_the_ttl(aws_local: Aws) -> None:
+    ssm = aws_local.client("ssm")
+    name = routing_parameter_name("dev")
+    ssm.put_parameter(Name=name, Type="String", Value=routing_for(1).to_json())
+    clock = FakeClock()
+    reader = RoutingReader(ssm, name, ttl=15, clock=clock)
+    assert reader.get().phase == 1
+    ssm.put_parameter(Name=name, Type="String", Value=routing_for(2).to_json(), Overwrite=True)
+    clock.now = 14.9
+    assert (reader.get().phase, reader.fetches) == (1, 1)
+
+
+@pytest.mark.moto_server
+def test_reader_picks_up_a_phase_change_after_the_ttl(aws_local: Aws) -> None:
+    ssm = aws_local.client("ssm")
+    name = routing_parameter_name("dev")
+    ssm.put_parameter(Name=name, Type="String", Value=routing_for(1).to_json())
+    clock = FakeClock()
+    reader = RoutingReader(ssm, name, ttl=15, clock=clock)
+    reader.get()
+    ssm.put_parameter(Name=name, Type="String", Value=routing_for(2).to_json(), Overwrite=True)
+    clock.now = 15.0
+    assert reader.get().phase == 2
+
+
+@pytest.mark.moto_server
+def test_reader_keeps_the_last_good_document_when_a_refresh_is_invalid(aws_local: Aws) -> None:
+    ssm = aws_local.client("ssm")
+    name = routing_parameter_name("dev")
+    ssm.put_parameter(Name=name, Type="String", Value=routing_for(3).to_json())
+    clock = FakeClock()
+    reader = RoutingReader(ssm, name, ttl=1, clock=clock)
+    reader.get()
+    ssm.put_parameter(Name=name, Type="String", Value="{}", Overwrite=True)
+    clock.now = 5
+    assert reader.get().phase == 3
+
+
+@pytest.mark.moto_server
+def test_reader_raises_when_the_parameter_does_not_exist(aws_local: Aws) -> None:
+    reader = RoutingReader(aws_local.client("ssm"), routing_parameter_name("nope"))
+    with pytest.raises(Exception, match="ParameterNotFound"):
+        reader.get()
