@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from components.batch import ComputeType
+from components.kafka import EnhancedMonitoring, KafkaMode, TopicManager
 from components.network import NatStrategy
 from infra.phases import CLEANUP_PHASE, PHASES
 
@@ -71,29 +73,6 @@ class Environment(StrEnum):
     DEV = "dev"
     STAGING = "staging"
     PROD = "prod"
-
-
-class ComputeType(StrEnum):
-    FARGATE = "FARGATE"
-    FARGATE_SPOT = "FARGATE_SPOT"
-    SPOT = "SPOT"
-
-
-class TopicManager(StrEnum):
-    AWS = "aws"
-    KAFKA = "kafka"
-
-
-class KafkaMode(StrEnum):
-    PROVISIONED = "provisioned"
-    SERVERLESS = "serverless"
-
-
-class EnhancedMonitoring(StrEnum):
-    DEFAULT = "DEFAULT"
-    PER_BROKER = "PER_BROKER"
-    PER_TOPIC_PER_BROKER = "PER_TOPIC_PER_BROKER"
-    PER_TOPIC_PER_PARTITION = "PER_TOPIC_PER_PARTITION"
 
 
 # --------------------------------------------------------------------------------------------

@@ -180,6 +180,12 @@ def _rds_proxy(m: PlanMocks, name: str, _inputs: Mapping[str, Any]) -> dict[str,
     return {"endpoint": f"{name}.proxy-{_digest(name, length=12)}.{m.region}.rds.amazonaws.com"}
 
 
+def _rds_proxy_default_target_group(
+    _m: PlanMocks, _name: str, _inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {"name": "default"}
+
+
 def _kms_key(m: PlanMocks, name: str, _inputs: Mapping[str, Any]) -> dict[str, Any]:
     return {"keyId": _uuid(name)}
 
@@ -214,6 +220,7 @@ _EXTRA_OUTPUTS: Mapping[str, Callable[[PlanMocks, str, Mapping[str, Any]], dict[
     "aws:msk/configuration:Configuration": _msk_configuration,
     "aws:rds/instance:Instance": _rds_instance,
     "aws:rds/proxy:Proxy": _rds_proxy,
+    "aws:rds/proxyDefaultTargetGroup:ProxyDefaultTargetGroup": _rds_proxy_default_target_group,
     "aws:kms/key:Key": _kms_key,
     "aws:ec2/securityGroup:SecurityGroup": _security_group,
     "aws:ecs/cluster:Cluster": _ecs_cluster,
@@ -255,6 +262,29 @@ def _region(m: PlanMocks, _args: dict[str, Any]) -> dict[str, Any]:
 
 def _partition(_m: PlanMocks, _args: dict[str, Any]) -> dict[str, Any]:
     return {"partition": PARTITION, "dnsSuffix": "amazonaws.com", "id": PARTITION}
+
+
+def _rds_get_instance(m: PlanMocks, args: dict[str, Any]) -> dict[str, Any]:
+    """An existing instance (``existingDbInstanceId``): RDS-managed password, one SG."""
+    identifier = str(args.get("dbInstanceIdentifier", ""))
+    outputs = _rds_instance(m, identifier, {})
+    return {
+        "id": identifier,
+        "dbInstanceIdentifier": identifier,
+        "dbInstanceArn": f"arn:{PARTITION}:rds:{m.region}:{ACCOUNT_ID}:db:{identifier}",
+        "address": outputs["address"],
+        "endpoint": outputs["endpoint"],
+        "port": outputs["port"],
+        "resourceId": outputs["resourceId"],
+        "engine": "postgres",
+        "masterUserSecrets": [
+            {
+                **outputs["masterUserSecrets"][0],
+                "kmsKeyId": f"arn:{PARTITION}:kms:{m.region}:{ACCOUNT_ID}:key/{_uuid(identifier)}",
+            }
+        ],
+        "vpcSecurityGroups": [f"sg-{_digest(identifier, length=17)}"],
+    }
 
 
 def _policy_document(_m: PlanMocks, args: dict[str, Any]) -> dict[str, Any]:
@@ -310,4 +340,5 @@ MOCKED_INVOKES: Mapping[str, Callable[[PlanMocks, dict[str, Any]], dict[str, Any
     "aws:index/getRegion:getRegion": _region,
     "aws:index/getPartition:getPartition": _partition,
     "aws:iam/getPolicyDocument:getPolicyDocument": _policy_document,
+    "aws:rds/getInstance:getInstance": _rds_get_instance,
 }

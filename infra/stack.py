@@ -12,11 +12,16 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.batch import Batch, BatchArgs, BatchTrigger
+from components.consumer_service import ConsumerService, ConsumerServiceArgs, ScalingMetric
+from components.database import Database, DatabaseArgs
 from components.job_queue import JobQueue, JobQueueArgs
+from components.kafka import Kafka, KafkaArgs, KafkaMode, topic_specs
 from components.network import Network, NetworkArgs
+from components.routing import RoutingArgs, RoutingParameter
 from infra.config import StackConfig
 from infra.naming import Names
-from infra.phases import Phase, ResourceGroup, phase
+from infra.phases import GroupState, Phase, ResourceGroup, phase
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,16 @@ def build(cfg: StackConfig) -> None:
 
     network = _network(ctx)
     jobs = _job_queue(ctx) if ctx.phase.has(ResourceGroup.JOB_QUEUE) else None
-    del network, jobs  # used by the groups composed after them
+    database = _database(ctx, network)
+    batch = _batch(ctx, network, jobs, database) if ctx.phase.has(ResourceGroup.BATCH) else None
+    kafka = _kafka(ctx, network, batch) if ctx.phase.has(ResourceGroup.KAFKA) else None
+    consumer = (
+        _consumer_service(ctx, network, kafka, database)
+        if ctx.phase.has(ResourceGroup.CONSUMER_SERVICE)
+        else None
+    )
+    routing = _routing(ctx, jobs, kafka, batch, consumer)
+    del network, jobs, database, batch, kafka, consumer, routing  # used by later groups
 
 
 def _network(ctx: Context) -> Network:
@@ -85,3 +99,222 @@ def _job_queue(ctx: Context) -> JobQueue:
     pulumi.export("queueArn", jobs.queue_arn)
     pulumi.export("dlqUrl", jobs.dlq_url)
     return jobs
+
+
+def _database(ctx: Context, network: Network) -> Database:
+    cfg, names, db = ctx.cfg, ctx.names, ctx.cfg.database
+    # Present in every phase with the same inputs: a phase change never touches it.
+    database = Database(
+        "database",
+        DatabaseArgs(
+            instance_identifier=names.db_instance,
+            proxy_name=names.db_proxy,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            instance_class=db.instance_class,
+            engine_version=db.engine_version,
+            allocated_storage_gb=db.allocated_storage_gb,
+            max_allocated_storage_gb=db.max_allocated_storage_gb,
+            db_name=db.name,
+            master_username=db.master_username,
+            multi_az=db.multi_az,
+            deletion_protection=db.deletion_protection,
+            backup_retention_days=db.backup_retention_days,
+            log_retention_days=cfg.log_retention_days,
+            proxy_max_connections_percent=db.proxy_max_connections_percent,
+            proxy_max_idle_connections_percent=db.proxy_max_idle_connections_percent,
+            proxy_connection_borrow_timeout_seconds=db.proxy_connection_borrow_timeout_seconds,
+            proxy_idle_client_timeout_seconds=db.proxy_idle_client_timeout_seconds,
+            existing_instance_id=db.existing_instance_id,
+            protect=cfg.protect_stateful,
+        ),
+        ctx.opts,
+    )
+    pulumi.export("dbProxyEndpoint", database.proxy_endpoint)
+    pulumi.export("dbProxyArn", database.proxy_arn)
+    pulumi.export("dbInstanceIdentifier", database.instance_identifier)
+    return database
+
+
+def _batch(ctx: Context, network: Network, jobs: JobQueue | None, database: Database) -> Batch:
+    cfg, names, batch = ctx.cfg, ctx.names, ctx.cfg.batch
+    trigger_state = ctx.phase.state(ResourceGroup.SQS_TRIGGER)
+    trigger = None
+    if trigger_state is not None:
+        if jobs is None:
+            raise ValueError(f"phase {ctx.phase.label}: the SQS trigger needs the SQS job queue")
+        trigger = BatchTrigger(
+            pipe_name=names.pipe,
+            queue_arn=jobs.queue_arn,
+            running=trigger_state is GroupState.RUNNING,
+            log_group_name=names.log_group("sqs-to-batch-pipe"),
+            queue_kms_key_arn=cfg.queue.kms_key_arn,
+        )
+    component = Batch(
+        "batch",
+        BatchArgs(
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            compute_type=batch.compute_type,
+            max_vcpus=batch.max_vcpus,
+            spot_instance_types=batch.spot_instance_types,
+            compute_environment_name_prefix=names.batch_compute_environment_prefix,
+            job_queue_name=names.batch_job_queue,
+            job_definition_name=names.batch_job_definition,
+            log_group_name=names.log_group("batch"),
+            log_retention_days=cfg.log_retention_days,
+            image=batch.image,
+            job_vcpu=batch.job_vcpu,
+            job_memory_mib=batch.job_memory_mib,
+            job_timeout_seconds=batch.job_timeout_seconds,
+            job_attempts=batch.job_attempts,
+            enabled=ctx.phase.state(ResourceGroup.BATCH) is GroupState.ENABLED,
+            routing_parameter_name=names.routing_parameter,
+            db_host=database.proxy_endpoint,
+            db_name=cfg.database.name,
+            db_user=cfg.database.app_username,
+            db_security_group_id=database.proxy_security_group_id,
+            trigger=trigger,
+        ),
+        ctx.opts,
+    )
+    database.allow_client("batch", component.security_group_id)
+    database.grant_connect("batch", component.job_role, cfg.database.app_username)
+    pulumi.export("batchJobQueueArn", component.job_queue_arn)
+    pulumi.export("batchJobDefinitionArn", component.job_definition_arn)
+    if component.pipe_name is not None:
+        pulumi.export("pipeName", component.pipe_name)
+    return component
+
+
+def _kafka(ctx: Context, network: Network, batch: Batch | None) -> Kafka:
+    cfg, names, k = ctx.cfg, ctx.names, ctx.cfg.kafka
+    # Present from phase 2 with the same inputs in every phase: clients are added and removed
+    # as separate security-group rules and role policies, never as cluster inputs.
+    kafka = Kafka(
+        "kafka",
+        KafkaArgs(
+            cluster_name=names.kafka_cluster,
+            mode=k.mode,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            topic_manager=k.topic_manager,
+            topics=topic_specs(
+                topic_name=k.topic_name,
+                dead_letter_topic_name=k.dead_letter_topic_name,
+                partitions=k.topic_partitions,
+                replication_factor=k.replication_factor,
+                min_insync_replicas=k.min_insync_replicas,
+                retention_hours=k.topic_retention_hours,
+                dead_letter_retention_hours=k.dead_letter_retention_hours,
+            ),
+            consumer_group=k.consumer_group,
+            region=cfg.region,
+            kafka_version=k.version,
+            instance_type=k.instance_type,
+            broker_count=k.broker_count,
+            volume_size_gb=k.volume_size_gb,
+            max_volume_size_gb=k.max_volume_size_gb,
+            storage_target_percent=k.storage_target_percent,
+            enhanced_monitoring=k.enhanced_monitoring,
+            log_group_name=names.log_group("msk-brokers"),
+            log_retention_days=cfg.log_retention_days,
+            protect=cfg.protect_stateful,
+        ),
+        ctx.opts,
+    )
+    if batch is not None:
+        # The producers run in the Batch jobs (and the backends, outside this stack).
+        kafka.allow_client("batch", batch.security_group_id)
+        kafka.grant_produce("batch", batch.job_role)
+    pulumi.export("clusterArn", kafka.cluster_arn)
+    pulumi.export("bootstrapBrokers", kafka.bootstrap_brokers)
+    pulumi.export("topic", kafka.topic_name)
+    pulumi.export("deadLetterTopic", kafka.dead_letter_topic_name)
+    return kafka
+
+
+def _consumer_service(
+    ctx: Context, network: Network, kafka: Kafka | None, database: Database
+) -> ConsumerService:
+    cfg, names, c = ctx.cfg, ctx.names, ctx.cfg.consumer
+    if kafka is None:
+        raise ValueError(f"phase {ctx.phase.label}: the Kafka consumer service needs Kafka")
+    # The same task definition in every phase: the mode (verify / primary) is read from the
+    # routing parameter at run time.
+    service = ConsumerService(
+        "consumer",
+        ConsumerServiceArgs(
+            cluster_name=names.ecs_cluster,
+            service_name=names.ecs_service,
+            image=cfg.batch.image,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            environment={
+                "JOBSTREAM_ROUTING_PARAMETER": names.routing_parameter,
+                "JOBSTREAM_DB_HOST": database.proxy_endpoint,
+                "JOBSTREAM_DB_NAME": cfg.database.name,
+                "JOBSTREAM_DB_USER": cfg.database.app_username,
+                "JOBSTREAM_CONSUMER_GROUP": cfg.kafka.consumer_group,
+                "JOBSTREAM_CONSUMER": "kafka",
+            },
+            kafka_consumer_policy=kafka.consumer_policy,
+            database_security_group_id=database.proxy_security_group_id,
+            log_group_name=names.log_group("consumer"),
+            log_retention_days=cfg.log_retention_days,
+            cpu=c.cpu,
+            memory_mib=c.memory_mib,
+            desired_count=c.desired_count,
+            min_count=c.min_count,
+            max_count=c.max_count,
+            # MSK publishes consumer lag for provisioned clusters only.
+            scaling_metric=(
+                ScalingMetric.CONSUMER_LAG
+                if cfg.kafka.mode is KafkaMode.PROVISIONED
+                else ScalingMetric.CPU
+            ),
+            lag_target_per_task=c.lag_target_per_task,
+            cpu_target_percent=c.cpu_target_percent,
+            kafka_cluster_name=names.kafka_cluster,
+            consumer_group=cfg.kafka.consumer_group,
+            topic=cfg.kafka.topic_name,
+        ),
+        ctx.opts,
+    )
+    kafka.allow_client("consumer", service.security_group_id)
+    database.allow_client("consumer", service.security_group_id)
+    database.grant_connect("consumer", service.task_role, cfg.database.app_username)
+    pulumi.export("consumerServiceName", service.service_name)
+    return service
+
+
+def _routing(
+    ctx: Context,
+    jobs: JobQueue | None,
+    kafka: Kafka | None,
+    batch: Batch | None,
+    consumer: ConsumerService | None,
+) -> RoutingParameter:
+    names = ctx.names
+    routing = RoutingParameter(
+        "routing",
+        RoutingArgs(
+            parameter_name=names.routing_parameter,
+            stack=ctx.cfg.stack,
+            phase=ctx.phase,
+            queue_url=jobs.queue_url if jobs else None,
+            dlq_url=jobs.dlq_url if jobs else None,
+            topic=kafka.topic_name if kafka else None,
+            dead_letter_topic=kafka.dead_letter_topic_name if kafka else None,
+            bootstrap_brokers=kafka.bootstrap_brokers if kafka else None,
+            consumer_group=kafka.consumer_group if kafka else None,
+        ),
+        ctx.opts,
+    )
+    # Readable by the Batch job role and the ECS task role only.
+    if batch is not None:
+        routing.grant_read("batch", batch.job_role)
+    if consumer is not None:
+        routing.grant_read("consumer", consumer.task_role)
+    pulumi.export("routingParameter", routing.parameter_name)
+    return routing
