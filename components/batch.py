@@ -1,0 +1,441 @@
+"""AWS Batch for the ML container, and the EventBridge Pipe that feeds it from SQS.
+
+One compute environment (Fargate, Fargate Spot or EC2 Spot) in the private subnets, one job
+queue, one job definition, the execution and job roles, and the pipe SQS -> Batch (batch size
+1: one message, one job; the message body reaches the job as ``JOBSTREAM_JOB_MESSAGE``).
+
+The phase table only flips two inputs here: the job queue's ``state`` (ENABLED / DISABLED) and
+the pipe's ``desiredState`` (RUNNING / STOPPED). Nothing else depends on the phase, so a phase
+change never replaces the compute environment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import assume_role_policy, policy_document
+
+HTTPS_PORT = 443
+POSTGRES_PORT = 5432
+LOG_STREAM_PREFIX = "ml"
+PIPE_JOB_NAME = "jobstream-ml"
+CONSUMER_KIND = "sqs"
+"""``JOBSTREAM_CONSUMER``: tells the shared container image it was started for one SQS job."""
+
+ECR_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+
+# Retry strategy, evaluated in order (AWS Batch allows at most 5 entries). Patterns may hold
+# letters, digits, periods, colons and spaces, with an optional trailing '*'.
+RETRY_ON_INFRASTRUCTURE: tuple[Mapping[str, str], ...] = (
+    # EC2 Spot reclaim or a failed host: "Host EC2 (instance i-...) terminated."
+    {"action": "RETRY", "on_status_reason": "Host EC2*"},
+    # Fargate Spot reclaim.
+    {"action": "RETRY", "on_status_reason": "Your Spot Task was interrupted*"},
+    # Image pull and task start-up failures (registry throttling, ENI or network hiccups).
+    {"action": "RETRY", "on_reason": "CannotPullContainerError*"},
+    {"action": "RETRY", "on_reason": "ResourceInitializationError*"},
+)
+EXIT_ON_EVERYTHING_ELSE: Mapping[str, str] = {"action": "EXIT", "on_reason": "*"}
+"""Anything else, above all a non-zero exit of the application and the attempt timeout, fails
+the job at once: rerunning a job the application rejected would only repeat the failure."""
+
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
+    r"(?P<repo>[a-z0-9._/-]+?)(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$"
+)
+
+
+class ComputeType(StrEnum):
+    FARGATE = "FARGATE"
+    FARGATE_SPOT = "FARGATE_SPOT"
+    SPOT = "SPOT"
+    """EC2 Spot instances."""
+
+    @property
+    def is_fargate(self) -> bool:
+        return self in (ComputeType.FARGATE, ComputeType.FARGATE_SPOT)
+
+
+def ecr_repository_arn(image: str, partition: str = "aws") -> str | None:
+    """The ECR repository ARN of a private ECR image reference; None for any other registry."""
+    match = _ECR_IMAGE.match(image)
+    if match is None:
+        return None
+    return f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
+
+
+@dataclass(frozen=True)
+class BatchTrigger:
+    """The EventBridge Pipe from the SQS job queue to the Batch job queue."""
+
+    pipe_name: str
+    queue_arn: pulumi.Input[str]
+    running: bool
+    log_group_name: str
+    queue_kms_key_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchArgs:
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    compute_type: ComputeType
+    max_vcpus: int
+    spot_instance_types: Sequence[str]
+    compute_environment_name_prefix: str
+    job_queue_name: str
+    job_definition_name: str
+    log_group_name: str
+    log_retention_days: int
+    image: str
+    job_vcpu: float
+    job_memory_mib: int
+    job_timeout_seconds: int
+    job_attempts: int
+    enabled: bool
+    """Job queue ENABLED (True) or DISABLED (False)."""
+    routing_parameter_name: str
+    db_host: pulumi.Input[str]
+    db_name: str
+    db_user: str
+    db_security_group_id: pulumi.Input[str]
+    """The security group the jobs reach PostgreSQL through (the RDS Proxy's)."""
+    trigger: BatchTrigger | None = None
+
+
+class Batch(pulumi.ComponentResource):
+    security_group_id: pulumi.Output[str]
+    job_role: aws.iam.Role
+    execution_role: aws.iam.Role
+    compute_environment_arn: pulumi.Output[str]
+    job_queue_arn: pulumi.Output[str]
+    job_queue_name: pulumi.Output[str]
+    job_definition_arn: pulumi.Output[str]
+    pipe_name: pulumi.Output[str] | None
+    log_group_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: BatchArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jobstream:batch:Batch", name, None, opts)
+        self._name = name
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self._region = aws.get_region_output(opts=invoke).region
+        self._account = aws.get_caller_identity_output(opts=invoke).account_id
+
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-jobs",
+            vpc_id=args.vpc_id,
+            description=f"{args.job_queue_name}: Batch jobs (egress only)",
+            tags={"Name": f"{args.job_queue_name}-jobs"},
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-jobs-https",
+            security_group_id=sg.id,
+            description="HTTPS to AWS APIs and the container registry",
+            ip_protocol="tcp",
+            from_port=HTTPS_PORT,
+            to_port=HTTPS_PORT,
+            cidr_ipv4="0.0.0.0/0",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-jobs-postgres",
+            security_group_id=sg.id,
+            description="PostgreSQL to the RDS Proxy",
+            ip_protocol="tcp",
+            from_port=POSTGRES_PORT,
+            to_port=POSTGRES_PORT,
+            referenced_security_group_id=args.db_security_group_id,
+            opts=child,
+        )
+        self.security_group_id = sg.id
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-jobs",
+            name=args.log_group_name,
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        self.log_group_name = log_group.name
+
+        self.execution_role = self._execution_role(name, args, log_group)
+        self.job_role = aws.iam.Role(
+            f"{name}-job",
+            description=f"{args.job_definition_name}: the ML job itself",
+            assume_role_policy=assume_role_policy(
+                self, "ecs-tasks.amazonaws.com", source_account=self._account
+            ),
+            opts=child,
+        )
+
+        compute = self._compute_environment(name, args, sg)
+        self.compute_environment_arn = compute.arn
+        queue = aws.batch.JobQueue(
+            f"{name}-queue",
+            name=args.job_queue_name,
+            state="ENABLED" if args.enabled else "DISABLED",
+            priority=1,
+            compute_environment_orders=[{"order": 1, "compute_environment": compute.arn}],
+            opts=child,
+        )
+        self.job_queue_arn, self.job_queue_name = queue.arn, queue.name
+
+        definition = self._job_definition(name, args, log_group)
+        self.job_definition_arn = definition.arn
+
+        self.pipe_name = None
+        if args.trigger is not None:
+            self.pipe_name = self._pipe(name, args, args.trigger, queue, definition).name
+
+        self.register_outputs(
+            {
+                "securityGroupId": self.security_group_id,
+                "jobQueueArn": self.job_queue_arn,
+                "jobDefinitionArn": self.job_definition_arn,
+                "computeEnvironmentArn": self.compute_environment_arn,
+                "pipeName": self.pipe_name,
+                "logGroupName": self.log_group_name,
+            }
+        )
+
+    # ---- roles -------------------------------------------------------------------------------
+
+    def _execution_role(
+        self, name: str, args: BatchArgs, log_group: aws.cloudwatch.LogGroup
+    ) -> aws.iam.Role:
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-execution",
+            description=f"{args.job_definition_name}: pull the image, write the job logs",
+            assume_role_policy=assume_role_policy(
+                self, "ecs-tasks.amazonaws.com", source_account=self._account
+            ),
+            opts=child,
+        )
+        statements: list[dict[str, Any]] = [
+            {
+                "sid": "WriteJobLogs",
+                "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "resources": [log_group.arn.apply(lambda a: f"{a}:log-stream:*")],
+            }
+        ]
+        repository = ecr_repository_arn(args.image)
+        if repository is not None:
+            statements += [
+                {
+                    "sid": "PullImage",
+                    "actions": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                    "resources": [repository],
+                },
+                {
+                    # ecr:GetAuthorizationToken has no resource-level permissions: AWS accepts
+                    # only "*" for it (the token alone reaches no repository).
+                    "sid": "EcrLogin",
+                    "actions": ["ecr:GetAuthorizationToken"],
+                    "resources": ["*"],
+                },
+            ]
+        aws.iam.RolePolicy(
+            f"{name}-execution", role=role.id, policy=policy_document(self, statements), opts=child
+        )
+        return role
+
+    # ---- compute -----------------------------------------------------------------------------
+
+    def _compute_environment(
+        self, name: str, args: BatchArgs, sg: aws.ec2.SecurityGroup
+    ) -> aws.batch.ComputeEnvironment:
+        resources: dict[str, Any] = {
+            "type": args.compute_type.value,
+            "max_vcpus": args.max_vcpus,
+            "subnets": list(args.subnet_ids),
+            "security_group_ids": [sg.id],
+        }
+        if not args.compute_type.is_fargate:
+            instance_role = aws.iam.Role(
+                f"{name}-instance",
+                description=f"{args.job_queue_name}: ECS agent on Batch EC2 Spot instances",
+                assume_role_policy=assume_role_policy(
+                    self, "ec2.amazonaws.com", source_account=self._account
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            aws.iam.RolePolicyAttachment(
+                f"{name}-instance",
+                role=instance_role.name,
+                policy_arn=ECR_INSTANCE_POLICY,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            profile = aws.iam.InstanceProfile(
+                f"{name}-instance",
+                role=instance_role.name,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            resources |= {
+                "allocation_strategy": "SPOT_PRICE_CAPACITY_OPTIMIZED",
+                "instance_types": list(args.spot_instance_types),
+                "instance_role": profile.arn,
+                "min_vcpus": 0,
+            }
+        # No service_role: Batch uses its service-linked role (AWSServiceRoleForBatch).
+        # A name prefix lets a replacement be created before the old environment goes; the job
+        # queue is re-pointed at the new one in between (docs/database-batch.md).
+        return aws.batch.ComputeEnvironment(
+            f"{name}-compute",
+            name_prefix=args.compute_environment_name_prefix,
+            type="MANAGED",
+            state="ENABLED",
+            compute_resources=resources,  # pyright: ignore[reportArgumentType]
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
+        )
+
+    def _job_definition(
+        self, name: str, args: BatchArgs, log_group: aws.cloudwatch.LogGroup
+    ) -> aws.batch.JobDefinition:
+        environment = [
+            {"name": "JOBSTREAM_ROUTING_PARAMETER", "value": args.routing_parameter_name},
+            {"name": "JOBSTREAM_DB_HOST", "value": args.db_host},
+            {"name": "JOBSTREAM_DB_NAME", "value": args.db_name},
+            {"name": "JOBSTREAM_DB_USER", "value": args.db_user},
+            {"name": "JOBSTREAM_CONSUMER", "value": CONSUMER_KIND},
+        ]
+        container: dict[str, Any] = {
+            "image": args.image,
+            "resourceRequirements": [
+                {"type": "VCPU", "value": f"{args.job_vcpu:g}"},
+                {"type": "MEMORY", "value": str(args.job_memory_mib)},
+            ],
+            "executionRoleArn": self.execution_role.arn,
+            "jobRoleArn": self.job_role.arn,
+            "environment": environment,
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": log_group.name,
+                    "awslogs-region": self._region,
+                    "awslogs-stream-prefix": LOG_STREAM_PREFIX,
+                },
+            },
+        }
+        if args.compute_type.is_fargate:
+            container["networkConfiguration"] = {"assignPublicIp": "DISABLED"}
+            container["fargatePlatformConfiguration"] = {"platformVersion": "LATEST"}
+        return aws.batch.JobDefinition(
+            f"{name}-ml",
+            name=args.job_definition_name,
+            type="container",
+            platform_capabilities=["FARGATE" if args.compute_type.is_fargate else "EC2"],
+            container_properties=pulumi.Output.json_dumps(container),
+            retry_strategy={
+                "attempts": args.job_attempts,
+                "evaluate_on_exits": [
+                    *(dict(e) for e in RETRY_ON_INFRASTRUCTURE),
+                    dict(EXIT_ON_EVERYTHING_ELSE),
+                ],  # pyright: ignore[reportArgumentType]
+            },
+            timeout={"attempt_duration_seconds": args.job_timeout_seconds},
+            propagate_tags=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    # ---- the trigger -------------------------------------------------------------------------
+
+    def _pipe(
+        self,
+        name: str,
+        args: BatchArgs,
+        trigger: BatchTrigger,
+        queue: aws.batch.JobQueue,
+        definition: aws.batch.JobDefinition,
+    ) -> aws.pipes.Pipe:
+        child = pulumi.ResourceOptions(parent=self)
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-pipe",
+            name=trigger.log_group_name,
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-pipe",
+            description=f"{trigger.pipe_name}: read the SQS job queue, submit Batch jobs",
+            assume_role_policy=assume_role_policy(
+                self, "pipes.amazonaws.com", source_account=self._account
+            ),
+            opts=child,
+        )
+        statements: list[dict[str, Any]] = [
+            {
+                "sid": "ReadJobQueue",
+                "actions": [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:ChangeMessageVisibility",
+                ],
+                "resources": [trigger.queue_arn],
+            },
+            {
+                "sid": "SubmitBatchJob",
+                "actions": ["batch:SubmitJob"],
+                "resources": [
+                    queue.arn,
+                    definition.arn_prefix.apply(lambda a: f"{a}:*"),
+                ],
+            },
+            {
+                "sid": "WritePipeLogs",
+                "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "resources": [log_group.arn.apply(lambda a: f"{a}:log-stream:*")],
+            },
+        ]
+        if trigger.queue_kms_key_arn:
+            statements.append(
+                {
+                    "sid": "DecryptJobQueue",
+                    "actions": ["kms:Decrypt"],
+                    "resources": [trigger.queue_kms_key_arn],
+                }
+            )
+        policy = aws.iam.RolePolicy(
+            f"{name}-pipe", role=role.id, policy=policy_document(self, statements), opts=child
+        )
+        return aws.pipes.Pipe(
+            f"{name}-pipe",
+            name=trigger.pipe_name,
+            description="SQS job queue -> AWS Batch: one message, one job",
+            desired_state="RUNNING" if trigger.running else "STOPPED",
+            role_arn=role.arn,
+            source=trigger.queue_arn,
+            source_parameters={
+                "sqs_queue_parameters": {"batch_size": 1, "maximum_batching_window_in_seconds": 0}
+            },
+            target=queue.arn,
+            target_parameters={
+                "batch_job_parameters": {
+                    "job_definition": definition.arn,
+                    "job_name": PIPE_JOB_NAME,
+                    # Dynamic path parameters: the pipe fills these from the SQS message.
+                    "container_overrides": {
+                        "environments": [
+                            {"name": "JOBSTREAM_JOB_MESSAGE", "value": "$.body"},
+                            {"name": "JOBSTREAM_SQS_MESSAGE_ID", "value": "$.messageId"},
+                        ]
+                    },
+                }
+            },
+            log_configuration={
+                "level": "ERROR",
+                "cloudwatch_logs_log_destination": {"log_group_arn": log_group.arn},
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )

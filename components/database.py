@@ -1,0 +1,397 @@
+"""PostgreSQL on RDS behind RDS Proxy (or the proxy alone, in front of an existing instance).
+
+The database admits only the proxy on 5432; the proxy admits only the client security groups
+that callers register with ``allow_client``. Clients authenticate to the proxy with IAM
+(``grant_connect`` gives a role ``rds-db:connect`` for one database user on this proxy) over
+TLS; the proxy reaches the database with the master credentials that RDS itself keeps in
+Secrets Manager (``manage_master_user_password``), so no password exists in config, code or
+state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import assume_role_policy, policy_document
+
+POSTGRES_PORT = 5432
+ENGINE = "postgres"
+LOG_EXPORTS: tuple[str, ...] = ("postgresql", "upgrade")
+SECRET_KMS_VIA_SERVICE = "secretsmanager.{region}.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    instance_identifier: str
+    """Physical name of the instance (``Names.db_instance``); unused when fronting an existing one."""
+    proxy_name: str
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    instance_class: str
+    engine_version: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    db_name: str
+    master_username: str
+    multi_az: bool
+    deletion_protection: bool
+    """Deletion protection on the instance, and a final snapshot when it is deleted."""
+    backup_retention_days: int
+    log_retention_days: int
+    proxy_max_connections_percent: int
+    proxy_max_idle_connections_percent: int
+    proxy_connection_borrow_timeout_seconds: int
+    proxy_idle_client_timeout_seconds: int
+    existing_instance_id: str | None = None
+    """Front this existing instance (same VPC, RDS-managed master password) instead of creating one."""
+    protect: bool = False
+
+
+def parameter_group_family(engine_version: str) -> str:
+    """``16.4`` -> ``postgres16`` (the family follows the major version)."""
+    return f"{ENGINE}{engine_version.split('.')[0]}"
+
+
+class Database(pulumi.ComponentResource):
+    proxy_endpoint: pulumi.Output[str]
+    proxy_arn: pulumi.Output[str]
+    proxy_resource_id: pulumi.Output[str]
+    """The ``prx-...`` id that ``rds-db:connect`` ARNs name."""
+    proxy_security_group_id: pulumi.Output[str]
+    instance_identifier: str
+    instance_arn: pulumi.Output[str] | None
+    """The created instance's ARN (None when fronting an existing instance)."""
+    kms_key_arn: pulumi.Output[str] | None
+    """The key encrypting storage and the master secret (None when fronting an existing one)."""
+
+    def __init__(
+        self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jobstream:database:Database", name, None, opts)
+        self._name = name
+        child = pulumi.ResourceOptions(parent=self)
+        stateful = pulumi.ResourceOptions(parent=self, protect=args.protect)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self._region = aws.get_region_output(opts=invoke).region
+        self._account = aws.get_caller_identity_output(opts=invoke).account_id
+        self._partition = aws.get_partition_output(opts=invoke).partition
+
+        proxy_sg = aws.ec2.SecurityGroup(
+            f"{name}-proxy",
+            vpc_id=args.vpc_id,
+            description=f"{args.proxy_name}: PostgreSQL from registered clients only",
+            tags={"Name": f"{args.proxy_name}"},
+            opts=child,
+        )
+        self.proxy_security_group_id = proxy_sg.id
+
+        secret_arn: pulumi.Input[str]
+        secret_kms_key_arn: pulumi.Input[str]
+        target_security_group_ids: list[pulumi.Input[str]]
+        if args.existing_instance_id is None:
+            key = aws.kms.Key(
+                f"{name}-key",
+                description=f"{args.instance_identifier}: storage and master secret",
+                enable_key_rotation=True,
+                deletion_window_in_days=30,
+                opts=stateful,
+            )
+            aws.kms.Alias(
+                f"{name}-key",
+                name=f"alias/{args.instance_identifier}",
+                target_key_id=key.key_id,
+                opts=child,
+            )
+            instance, db_sg = self._instance(name, args, key, proxy_sg)
+            self.instance_identifier = args.instance_identifier
+            self.instance_arn = instance.arn
+            self.kms_key_arn = key.arn
+            secret_arn = instance.master_user_secrets.apply(_secret_arn)
+            secret_kms_key_arn = key.arn
+            target_security_group_ids = [db_sg.id]
+            target_dependency: list[pulumi.Resource] = [instance]
+        else:
+            existing = aws.rds.get_instance(
+                db_instance_identifier=args.existing_instance_id,
+                opts=pulumi.InvokeOptions(parent=self),
+            )
+            if not existing.master_user_secrets:
+                raise ValueError(
+                    f"RDS instance {args.existing_instance_id!r} does not keep its master "
+                    "password in Secrets Manager; enable manage_master_user_password on it "
+                    "before putting the proxy in front of it"
+                )
+            self.instance_identifier = args.existing_instance_id
+            self.instance_arn = None
+            self.kms_key_arn = None
+            secret_arn = existing.master_user_secrets[0].secret_arn
+            secret_kms_key_arn = existing.master_user_secrets[0].kms_key_id
+            target_security_group_ids = list(existing.vpc_security_groups)
+            # The existing instance's security groups must admit the proxy: one rule each,
+            # owned by this stack (the groups themselves are not).
+            for i, group_id in enumerate(target_security_group_ids):
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-existing-{i}-from-proxy",
+                    security_group_id=group_id,
+                    description="PostgreSQL from the RDS Proxy",
+                    ip_protocol="tcp",
+                    from_port=POSTGRES_PORT,
+                    to_port=POSTGRES_PORT,
+                    referenced_security_group_id=proxy_sg.id,
+                    opts=child,
+                )
+            target_dependency = []
+
+        # The proxy talks to the database only.
+        for i, group_id in enumerate(target_security_group_ids):
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-proxy-to-db-{i}",
+                security_group_id=proxy_sg.id,
+                description="PostgreSQL to the database",
+                ip_protocol="tcp",
+                from_port=POSTGRES_PORT,
+                to_port=POSTGRES_PORT,
+                referenced_security_group_id=group_id,
+                opts=child,
+            )
+
+        proxy = self._proxy(name, args, proxy_sg, secret_arn, secret_kms_key_arn)
+        group = aws.rds.ProxyDefaultTargetGroup(
+            f"{name}-proxy",
+            db_proxy_name=proxy.name,
+            connection_pool_config={
+                "max_connections_percent": args.proxy_max_connections_percent,
+                "max_idle_connections_percent": args.proxy_max_idle_connections_percent,
+                "connection_borrow_timeout": args.proxy_connection_borrow_timeout_seconds,
+            },
+            opts=child,
+        )
+        aws.rds.ProxyTarget(
+            f"{name}-proxy",
+            db_proxy_name=proxy.name,
+            target_group_name=group.name,
+            db_instance_identifier=self.instance_identifier,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=target_dependency),
+        )
+
+        self.proxy_endpoint = proxy.endpoint
+        self.proxy_arn = proxy.arn
+        self.proxy_resource_id = proxy.arn.apply(lambda arn: arn.rsplit(":", 1)[-1])
+        self.register_outputs(
+            {
+                "proxyEndpoint": self.proxy_endpoint,
+                "proxyArn": self.proxy_arn,
+                "proxySecurityGroupId": self.proxy_security_group_id,
+                "instanceIdentifier": self.instance_identifier,
+            }
+        )
+
+    # ---- the instance ------------------------------------------------------------------------
+
+    def _instance(
+        self,
+        name: str,
+        args: DatabaseArgs,
+        key: aws.kms.Key,
+        proxy_sg: aws.ec2.SecurityGroup,
+    ) -> tuple[aws.rds.Instance, aws.ec2.SecurityGroup]:
+        child = pulumi.ResourceOptions(parent=self)
+        ident = args.instance_identifier
+        db_sg = aws.ec2.SecurityGroup(
+            f"{name}-db",
+            vpc_id=args.vpc_id,
+            description=f"{ident}: PostgreSQL from the RDS Proxy only",
+            tags={"Name": ident},
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-db-from-proxy",
+            security_group_id=db_sg.id,
+            description="PostgreSQL from the RDS Proxy",
+            ip_protocol="tcp",
+            from_port=POSTGRES_PORT,
+            to_port=POSTGRES_PORT,
+            referenced_security_group_id=proxy_sg.id,
+            opts=child,
+        )
+        subnets = aws.rds.SubnetGroup(
+            f"{name}-subnets",
+            name_prefix=f"{ident}-",
+            description=f"{ident}: private subnets",
+            subnet_ids=list(args.subnet_ids),
+            opts=child,
+        )
+        family = parameter_group_family(args.engine_version)
+        parameters = aws.rds.ParameterGroup(
+            f"{name}-params",
+            name_prefix=f"{ident}-{family}-",
+            family=family,
+            description=f"{ident}: TLS required",
+            parameters=[
+                {"name": "rds.force_ssl", "value": "1", "apply_method": "pending-reboot"},
+            ],
+            # A new family (major upgrade) creates the new group before the old one goes.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
+        )
+        # RDS writes exported logs here; created first so that retention applies.
+        for log in LOG_EXPORTS:
+            aws.cloudwatch.LogGroup(
+                f"{name}-log-{log}",
+                name=f"/aws/rds/instance/{ident}/{log}",
+                retention_in_days=args.log_retention_days,
+                opts=child,
+            )
+        instance = aws.rds.Instance(
+            name,
+            identifier=ident,
+            engine=ENGINE,
+            engine_version=args.engine_version,
+            instance_class=args.instance_class,
+            allocated_storage=args.allocated_storage_gb,
+            max_allocated_storage=args.max_allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            kms_key_id=key.arn,
+            db_name=args.db_name,
+            username=args.master_username,
+            manage_master_user_password=True,
+            master_user_secret_kms_key_id=key.arn,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[db_sg.id],
+            parameter_group_name=parameters.name,
+            publicly_accessible=False,
+            port=POSTGRES_PORT,
+            multi_az=args.multi_az,
+            backup_retention_period=args.backup_retention_days,
+            copy_tags_to_snapshot=True,
+            deletion_protection=args.deletion_protection,
+            skip_final_snapshot=not args.deletion_protection,
+            final_snapshot_identifier=f"{ident}-final" if args.deletion_protection else None,
+            auto_minor_version_upgrade=True,
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
+            tags={"Name": ident},
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        return instance, db_sg
+
+    # ---- the proxy ---------------------------------------------------------------------------
+
+    def _proxy(
+        self,
+        name: str,
+        args: DatabaseArgs,
+        proxy_sg: aws.ec2.SecurityGroup,
+        secret_arn: pulumi.Input[str],
+        secret_kms_key_arn: pulumi.Input[str],
+    ) -> aws.rds.Proxy:
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-proxy",
+            description=f"{args.proxy_name}: read the RDS-managed master secret",
+            assume_role_policy=assume_role_policy(
+                self, "rds.amazonaws.com", source_account=self._account
+            ),
+            opts=child,
+        )
+        read_secret = policy_document(
+            self,
+            [
+                {
+                    "sid": "ReadMasterSecret",
+                    "actions": [
+                        "secretsmanager:GetSecretValue",
+                        "secretsmanager:DescribeSecret",
+                    ],
+                    "resources": [secret_arn],
+                },
+                {
+                    "sid": "DecryptMasterSecretThroughSecretsManager",
+                    "actions": ["kms:Decrypt"],
+                    "resources": [secret_kms_key_arn],
+                    "conditions": [
+                        {
+                            "test": "StringEquals",
+                            "variable": "kms:ViaService",
+                            "values": [
+                                self._region.apply(
+                                    lambda r: SECRET_KMS_VIA_SERVICE.format(region=r)
+                                )
+                            ],
+                        }
+                    ],
+                },
+            ],
+        )
+        policy = aws.iam.RolePolicy(f"{name}-proxy", role=role.id, policy=read_secret, opts=child)
+        return aws.rds.Proxy(
+            f"{name}-proxy",
+            name=args.proxy_name,
+            engine_family="POSTGRESQL",
+            require_tls=True,
+            idle_client_timeout=args.proxy_idle_client_timeout_seconds,
+            debug_logging=False,
+            role_arn=role.arn,
+            vpc_subnet_ids=list(args.subnet_ids),
+            vpc_security_group_ids=[proxy_sg.id],
+            auths=[
+                {
+                    "auth_scheme": "SECRETS",
+                    "iam_auth": "REQUIRED",
+                    "secret_arn": secret_arn,
+                    "description": "RDS-managed master credentials",
+                }
+            ],
+            tags={"Name": args.proxy_name},
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[policy]),
+        )
+
+    # ---- for the stack: clients ------------------------------------------------------------
+
+    def allow_client(self, name: str, security_group_id: pulumi.Input[str]) -> None:
+        """Admit one client security group to the proxy on 5432."""
+        aws.vpc.SecurityGroupIngressRule(
+            f"{self._name}-proxy-from-{name}",
+            security_group_id=self.proxy_security_group_id,
+            description=f"PostgreSQL from {name}",
+            ip_protocol="tcp",
+            from_port=POSTGRES_PORT,
+            to_port=POSTGRES_PORT,
+            referenced_security_group_id=security_group_id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def grant_connect(self, name: str, role: aws.iam.Role, db_username: str) -> None:
+        """Let ``role`` connect through this proxy (IAM auth) as ``db_username`` only."""
+        arn = pulumi.Output.concat(
+            "arn:",
+            self._partition,
+            ":rds-db:",
+            self._region,
+            ":",
+            self._account,
+            ":dbuser:",
+            self.proxy_resource_id,
+            "/",
+            db_username,
+        )
+        document = policy_document(
+            self,
+            [{"sid": "ConnectThroughProxy", "actions": ["rds-db:connect"], "resources": [arn]}],
+        )
+        aws.iam.RolePolicy(
+            f"{self._name}-connect-{name}",
+            role=role.id,
+            policy=document,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def _secret_arn(secrets: Sequence[aws.rds.outputs.InstanceMasterUserSecret] | None) -> str:
+    arn = secrets[0].secret_arn if secrets else None
+    if not arn:
+        raise ValueError("RDS returned no master user secret for an instance that manages one")
+    return arn
