@@ -88,3 +88,19 @@ def consumer_config(
     }
     config.update(extra or {})
     return config
+
+
+def ensure_topics(
+    config: Mapping[str, Any], names: list[str], *, partitions: int = 3, timeout: float = 15.0
+) -> None:
+    """Create the topics that do not exist yet (local runs; in AWS the stack creates them)."""
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    admin = AdminClient(dict(config))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [NewTopic(n, num_partitions=partitions) for n in names if n not in existing]
+    if not wanted:
+        return
+    for future in admin.create_topics(wanted).values():
+        future.result(timeout=timeout)

@@ -146,8 +146,10 @@ class SqsPublisher:
             try:
                 response = self._sqs.send_message_batch(QueueUrl=topic, Entries=entries)
             except Exception as exc:
+                # botocore has already retried what is retryable (standard mode): the
+                # request as a whole was refused, so every pending entry has failed.
                 last_reason = {entry_id: repr(exc) for entry_id in pending}
-                continue
+                break
             retry: dict[str, Envelope] = {}
             for failure in response.get("Failed", []):
                 entry_id = failure["Id"]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from messaging import aws
+from messaging.kafka import ensure_topics
 from messaging.local import LocalPostgres, MotoServer, TansuBroker, use_dummy_aws_credentials
 
 REGION = "us-east-1"
@@ -55,13 +56,7 @@ def topic_name() -> str:
 
 
 def create_topics(bootstrap: str, *names: str, partitions: int = 1) -> None:
-    from confluent_kafka import NewTopic
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(n, num_partitions=partitions) for n in names])
-    for future in futures.values():
-        future.result(timeout=15)
+    ensure_topics({"bootstrap.servers": bootstrap}, list(names), partitions=partitions)
 
 
 def fast_consumer_settings() -> dict[str, Any]:

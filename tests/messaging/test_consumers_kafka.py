@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from messaging.consumers import JobProcessor, KafkaConsumer, Outcome, install_stop_signals
+from messaging.envelope import Envelope
+from messaging.kafka import consumer_config, producer_config
+from messaging.ledger import SqliteLedger, result_digest
+from messaging.local import TansuBroker
+from messaging.metrics import InMemoryMetrics
+from messaging.publishers import KafkaPublisher
+from messaging.routing import Routing, StaticRouting
+from tests.messaging.conftest import create_topics, fast_consumer_settings
+from tests.messaging.test_routing import routing_for
+
+pytestmark = pytest.mark.kafka
+
+
+def double(envelope: Envelope) -> Mapping[str, Any]:
+    return {"doubled": envelope.payload["n"] * 2}
+
+
+class Rig:
+    def __init__(self, broker: TansuBroker, tmp_path: Path, phase: int) -> None:
+        self.topic = f"jobs-{uuid.uuid4().hex[:8]}"
+        self.dlt = f"{self.topic}.dlq"
+        self.group = f"ml-{uuid.uuid4().hex[:6]}"
+        self.bootstrap = broker.bootstrap
+        create_topics(broker.bootstrap, self.topic, self.dlt)
+        self.routing: Routing = routing_for(
+            phase, topic=self.topic, dead_letter_topic=self.dlt,
+            bootstrap_brokers=broker.bootstrap, consumer_group=self.group, kafka_auth="none",
+        )  # fmt: skip
+        self.ledger = SqliteLedger(str(tmp_path / "ledger.db"))
+        self.metrics = InMemoryMetrics()
+        self.producer = Producer(producer_config(broker.bootstrap))
+        self.consumer = KafkaConsumer(
+            StaticRouting(self.routing),
+            JobProcessor("kafka", double, self.ledger, self.metrics),
+            lambda r: consumer_config(
+                r.bootstrap_brokers, r.consumer_group, **fast_consumer_settings()
+            ),
+            self.producer,
+            verify_wait=0.5,
+        )
+        self.publisher = KafkaPublisher(producer_config(broker.bootstrap))
+
+    def poll_until(self, predicate: Any, timeout: float = 15) -> list[Outcome | None]:
+        stop = threading.Event()
+        outcomes: list[Outcome | None] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not predicate(outcomes):
+            outcomes.append(self.consumer.poll_once(stop))
+        return outcomes
+
+    def committed(self, topic: str | None = None) -> int:
+        reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
+        try:
+            (tp,) = reader.committed([TopicPartition(topic or self.topic, 0)], timeout=10)
+            return tp.offset
+        finally:
+            reader.close()
+
+    def close(self) -> None:
+        self.consumer._close()
+
+
+@pytest.fixture
+def rig_factory(kafka_broker: TansuBroker, tmp_path: Path) -> Iterator[Any]:
+    rigs: list[Rig] = []
+
+    def make(phase: int) -> Rig:
+        rig = Rig(kafka_broker, tmp_path, phase)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+def _job(job_id: str, routes: tuple[str, ...] = ("sqs", "kafka")) -> Envelope:
+    return Envelope.new("double", {"n": 4}, job_id=job_id).with_routes(routes)
+
+
+def test_primary_applies_the_job_then_commits_its_offset(rig_factory: Any) -> None:
+    rig: Rig = rig_factory(4)
+    rig.publisher.publish(rig.topic, _job("job-1", ("kafka",)))
+    outcomes = rig.poll_until(lambda o: Outcome.APPLIED in o)
+    assert Outcome.APPLIED in outcomes
+    assert rig.ledger.digest_of("job-1") == result_digest({"doubled": 8})
+    assert rig.committed() == 1
+
+
+def test_poison_message_goes_to_the_dead_letter_topic_and_is_committed(rig_factory: Any) -> None:
+    rig: Rig = rig_factory(4)
+    rig.producer.produce(rig.topic, key=b"x", value=b"not json")
+    rig.producer.flush(10)
+    rig.poll_until(lambda _o: rig.metrics.total("DeadLettered", Consumer="kafka") >= 1)
+    assert rig.metrics.total("DeadLettered", Consumer="kafka") == 1
+    assert rig.committed() == 1
+
+
+def test_verify_counts_a_match_when_the_sqs_side_applied_the_same_result(
+    rig_factory: Any,
+) -> None:
+    rig: Rig = rig_factory(3)
+    rig.ledger.apply("job-1", result_digest({"doubled": 8}), "sqs", {"doubled": 8})
+    rig.publisher.publish(rig.topic, _job("job-1"))
+    assert Outcome.MATCH in rig.poll_until(lambda o: Outcome.MATCH in o)
+    assert rig.metrics.total("VerifyMatches") == 1
+    assert rig.committed() == 1
+
+
+def test_verify_counts_a_mismatch_when_the_applied_result_differs(rig_factory: Any) -> None:
+    rig: Rig = rig_factory(3)
+    rig.ledger.apply("job-1", result_digest({"doubled": 9}), "sqs", {"doubled": 9})
+    rig.publisher.publish(rig.topic, _job("job-1"))
+    assert Outcome.MISMATCH in rig.poll_until(lambda o: Outcome.MISMATCH in o)
+    assert rig.metrics.total("VerifyMismatches") == 1
+
+
+def test_verify_does_not_commit_past_a_job_nobody_has_applied(rig_factory: Any) -> None:
+    rig: Rig = rig_factory(3)
+    rig.publisher.publish(rig.topic, _job("job-1"))
+    outcomes = rig.poll_until(lambda o: o.count(Outcome.PENDING) >= 2)
+    assert outcomes.count(Outcome.PENDING) >= 2  # re-read after seeking back
+    assert rig.committed() < 0  # nothing committed
+    assert rig.ledger.digest_of("job-1") is None
+
+
+def test_verify_applies_a_job_published_to_kafka_alone(rig_factory: Any) -> None:
+    rig: Rig = rig_factory(3)
+    rig.publisher.publish(rig.topic, _job("job-1", ("kafka",)))
+    assert Outcome.APPLIED in rig.poll_until(lambda o: Outcome.APPLIED in o)
+    assert rig.committed() == 1
+
+
+def test_sigterm_stops_the_consumer_after_committing_the_current_job(rig_factory: Any) -> None:
+    rig: Rig = rig_factory(4)
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    install_stop_signals(stop)
+    try:
+        rig.publisher.publish(rig.topic, _job("job-1", ("kafka",)))
+        worker = threading.Thread(target=rig.consumer.run, args=(stop,))
+        worker.start()
+        deadline = time.monotonic() + 15
+        while rig.ledger.digest_of("job-1") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        signal.raise_signal(signal.SIGTERM)
+        worker.join(10)
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+    assert not worker.is_alive()
+    assert rig.committed() == 1

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from messaging.envelope import Envelope
+from messaging.kafka import producer_config
+from messaging.local import TansuBroker, TcpProxy
+from messaging.metrics import InMemoryMetrics
+from messaging.publishers import (
+    Destination,
+    DualWritePublisher,
+    KafkaPublisher,
+    PublishError,
+    RepairLog,
+    RoutedPublisher,
+    SqsPublisher,
+)
+from messaging.routing import Routing, StaticRouting
+from tests.messaging.conftest import Aws, create_topics
+from tests.messaging.test_routing import routing_for
+
+
+class MemoryQueue:
+    """An in-memory route for the dual-write logic (real routes are tested below)."""
+
+    def __init__(self, route: str, fail: bool = False) -> None:
+        self.route = route
+        self.fail = fail
+        self.sent: list[str] = []
+
+    def publish(self, topic: str, message: Envelope) -> None:
+        self.publish_batch(topic, [message])
+
+    def publish_batch(self, topic: str, messages: Sequence[Envelope]) -> None:
+        if self.fail:
+            raise PublishError(self.route, {e.job_id: "down" for e in messages})
+        self.sent += [e.job_id for e in messages]
+
+    def close(self) -> None:
+        pass
+
+
+def _job(i: int = 1) -> Envelope:
+    return Envelope.new("embed", {"i": i}, job_id=f"job-{i}")
+
+
+def test_secondary_failure_does_not_fail_the_publish_and_is_recorded_for_repair() -> None:
+    primary, secondary = MemoryQueue("sqs"), MemoryQueue("kafka", fail=True)
+    metrics, repair = InMemoryMetrics(), RepairLog()
+    writer = DualWritePublisher(
+        Destination(primary, "q"), [Destination(secondary, "t")],
+        repair_log=repair, metrics=metrics, backoff=0,
+    )  # fmt: skip
+    writer.publish(_job())
+    writer.drain()
+    assert primary.sent == ["job-1"]
+    assert [e.envelope.job_id for e in repair.entries()] == ["job-1"]
+    assert metrics.total("SecondaryPublishFailures", Route="kafka") == 1
+
+
+def test_primary_failure_fails_the_publish_and_skips_the_secondary() -> None:
+    primary, secondary = MemoryQueue("sqs", fail=True), MemoryQueue("kafka")
+    writer = DualWritePublisher(
+        Destination(primary, "q"), [Destination(secondary, "t")], repair_log=RepairLog()
+    )
+    with pytest.raises(PublishError):
+        writer.publish(_job())
+    writer.drain()
+    assert secondary.sent == []
+
+
+def test_repair_log_replay_publishes_recorded_envelopes_once_the_route_is_back(
+    tmp_path: Path,
+) -> None:
+    repair = RepairLog(tmp_path / "repair.jsonl")
+    repair.record("kafka", "t", [_job(1), _job(2)], "down")
+    kafka = MemoryQueue("kafka")
+    assert RepairLog(tmp_path / "repair.jsonl").replay({"kafka": kafka}) == (2, 0)
+    assert kafka.sent == ["job-1", "job-2"]
+    assert len(RepairLog(tmp_path / "repair.jsonl")) == 0
+
+
+def test_full_secondary_backlog_records_for_repair_instead_of_blocking() -> None:
+    class SlowQueue(MemoryQueue):
+        def publish_batch(self, topic: str, messages: Sequence[Envelope]) -> None:
+            import time
+
+            time.sleep(0.2)
+            super().publish_batch(topic, messages)
+
+    repair = RepairLog()
+    writer = DualWritePublisher(
+        Destination(MemoryQueue("sqs"), "q"), [Destination(SlowQueue("kafka"), "t")],
+        repair_log=repair, max_pending=1,
+    )  # fmt: skip
+    for i in range(5):
+        writer.publish(_job(i))
+    writer.drain()
+    assert len(repair) >= 2
+
+
+def test_routed_publisher_stamps_the_phase_routes_into_the_envelope() -> None:
+    sqs, kafka = MemoryQueue("sqs"), MemoryQueue("kafka")
+    routed = RoutedPublisher(
+        StaticRouting(routing_for(2)), {"sqs": sqs, "kafka": kafka}, repair_log=RepairLog()
+    )
+    sent = routed.publish(_job())
+    routed.drain()
+    assert sent.routes == ("sqs", "kafka")
+    assert (sqs.sent, kafka.sent) == (["job-1"], ["job-1"])
+
+
+def test_routed_publisher_in_phase_four_publishes_to_kafka_only() -> None:
+    sqs, kafka = MemoryQueue("sqs"), MemoryQueue("kafka")
+    routed = RoutedPublisher(
+        StaticRouting(routing_for(4)), {"sqs": sqs, "kafka": kafka}, repair_log=RepairLog()
+    )
+    assert routed.publish(_job()).routes == ("kafka",)
+    routed.drain()
+    assert (sqs.sent, kafka.sent) == ([], ["job-1"])
+
+
+@pytest.mark.moto_server
+@pytest.mark.kafka
+def test_dual_write_over_real_routes_survives_a_kafka_outage(
+    aws_local: Aws, kafka_broker: TansuBroker, topic_name: str
+) -> None:
+    """SQS (moto) primary, Kafka (Tansu behind a proxy that is shut) secondary."""
+    create_topics(kafka_broker.bootstrap, topic_name)
+    proxy = TcpProxy(kafka_broker.port)
+    sqs_client = aws_local.client("sqs")
+    url = sqs_client.create_queue(QueueName="jobs")["QueueUrl"]
+    kafka = KafkaPublisher(
+        producer_config(f"127.0.0.1:{proxy.port}", delivery_timeout_ms=1500)
+    )  # proxy never opened: the broker is unreachable
+    routing: Routing = routing_for(2, queue_url=url, topic=topic_name)
+    repair = RepairLog()
+    routed = RoutedPublisher(
+        StaticRouting(routing), {"sqs": SqsPublisher(sqs_client), "kafka": kafka},
+        repair_log=repair, secondary_attempts=1,
+    )  # fmt: skip
+    routed.publish(_job(7))
+    routed.drain()
+    assert (
+        int(
+            sqs_client.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]["ApproximateNumberOfMessages"]
+        )
+        == 1
+    )
+    assert [e.envelope.job_id for e in repair.entries()] == ["job-7"]
