@@ -1,0 +1,356 @@
+"""The ML service on Kafka: the Batch job's image as a long-running ECS Fargate service.
+
+An ECS cluster (Fargate, Container Insights on), a task definition whose environment names the
+routing parameter, the RDS Proxy endpoint, the database and user and the consumer group, a task
+role (Kafka consumer policy, plus whatever the stack grants: ``rds-db:connect``, read access to
+the routing parameter), an execution role scoped to the image's repository and the log group,
+a service in the private subnets behind an egress-only security group, and target-tracking auto
+scaling: on consumer lag per task where MSK publishes it (provisioned clusters), on CPU
+otherwise (serverless).
+
+The service's mode (verify / primary) is read from the routing parameter at run time, so the
+task definition is the same in every phase: a phase change never redeploys the service.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import assume_role_policy, policy_document
+
+CONTAINER_NAME = "consumer"
+STOP_TIMEOUT_SECONDS = 120
+"""Time between SIGTERM and SIGKILL: enough to finish the job in hand and commit its offset."""
+HTTPS_PORT = 443
+POSTGRES_PORT = 5432
+SCALE_OUT_COOLDOWN_SECONDS = 60
+SCALE_IN_COOLDOWN_SECONDS = 300
+
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
+    r"(?P<repository>[a-z0-9._/-]+?)(:[\w.-]+)?(@sha256:[a-f0-9]{64})?$"
+)
+
+
+class ScalingMetric(StrEnum):
+    CONSUMER_LAG = "consumer-lag"
+    """Offset lag of the group divided by the running tasks (MSK provisioned publishes lag)."""
+    CPU = "cpu"
+
+
+def ecr_repository_arn(image: str, partition: str = "aws") -> str | None:
+    """The ECR repository ARN of an ECR image reference; None for any other registry."""
+    match = _ECR_IMAGE.match(image)
+    if match is None:
+        return None
+    return (
+        f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
+    )
+
+
+@dataclass(frozen=True)
+class ConsumerServiceArgs:
+    cluster_name: str
+    service_name: str
+    image: str
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    environment: Mapping[str, pulumi.Input[str]]
+    kafka_consumer_policy: pulumi.Input[str]
+    database_security_group_id: pulumi.Input[str]
+    log_group_name: str
+    log_retention_days: int
+    cpu: int = 1024
+    memory_mib: int = 2048
+    desired_count: int = 1
+    min_count: int = 1
+    max_count: int = 4
+    scaling_metric: ScalingMetric = ScalingMetric.CONSUMER_LAG
+    lag_target_per_task: int = 1000
+    cpu_target_percent: int = 60
+    kafka_cluster_name: str = ""
+    consumer_group: str = ""
+    topic: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class ConsumerService(pulumi.ComponentResource):
+    security_group_id: pulumi.Output[str]
+    task_role: aws.iam.Role
+    execution_role: aws.iam.Role
+    cluster_arn: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    task_definition_arn: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ConsumerServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jobstream:consumer:ConsumerService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        if args.scaling_metric is ScalingMetric.CONSUMER_LAG and not (
+            args.kafka_cluster_name and args.consumer_group and args.topic
+        ):
+            raise ValueError("lag scaling needs kafka_cluster_name, consumer_group and topic")
+
+        cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            name=args.cluster_name,
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            opts=child,
+        )
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=args.log_group_name,
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        account = aws.get_caller_identity_output(
+            opts=pulumi.InvokeOutputOptions(parent=self)
+        ).account_id
+
+        # Execution role: pull the image, write the logs.
+        execution_role = aws.iam.Role(
+            f"{name}-execution",
+            assume_role_policy=assume_role_policy(
+                self, "ecs-tasks.amazonaws.com", source_account=account
+            ),
+            opts=child,
+        )
+        pull: list[dict[str, object]] = [
+            {
+                "sid": "WriteLogs",
+                "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "resources": [log_group.arn.apply(lambda a: f"{a}:log-stream:*")],
+            }
+        ]
+        repository = ecr_repository_arn(args.image)
+        if repository is not None:
+            pull += [
+                {
+                    "sid": "PullImage",
+                    "actions": [
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                    ],
+                    "resources": [repository],
+                },
+                {
+                    # GetAuthorizationToken has no resource-level permissions.
+                    "sid": "RegistryLogin",
+                    "actions": ["ecr:GetAuthorizationToken"],
+                    "resources": ["*"],
+                },
+            ]
+        aws.iam.RolePolicy(
+            f"{name}-execution",
+            role=execution_role.id,
+            policy=policy_document(self, pull),
+            opts=child,
+        )
+
+        # Task role: what the consumer itself may do.
+        task_role = aws.iam.Role(
+            f"{name}-task",
+            assume_role_policy=assume_role_policy(
+                self, "ecs-tasks.amazonaws.com", source_account=account
+            ),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-kafka", role=task_role.id, policy=args.kafka_consumer_policy, opts=child
+        )
+
+        # Egress only: HTTPS (AWS APIs, ECR, logs) and PostgreSQL to the proxy.
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-tasks",
+            vpc_id=args.vpc_id,
+            description=f"{args.service_name}: ML consumer tasks (egress only)",
+            tags={"Name": f"{args.service_name}-tasks"},
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-https",
+            security_group_id=sg.id,
+            description="HTTPS to AWS APIs (endpoints or NAT)",
+            ip_protocol="tcp",
+            from_port=HTTPS_PORT,
+            to_port=HTTPS_PORT,
+            cidr_ipv4="0.0.0.0/0",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-db",
+            security_group_id=sg.id,
+            description="PostgreSQL to the RDS Proxy",
+            ip_protocol="tcp",
+            from_port=POSTGRES_PORT,
+            to_port=POSTGRES_PORT,
+            referenced_security_group_id=args.database_security_group_id,
+            opts=child,
+        )
+        # Kafka (9098) egress comes with Kafka.allow_client, which opens both ends.
+
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        container = {
+            "name": CONTAINER_NAME,
+            "image": args.image,
+            "essential": True,
+            "readonlyRootFilesystem": True,
+            "stopTimeout": STOP_TIMEOUT_SECONDS,
+            "environment": [
+                {"name": key, "value": value} for key, value in sorted(args.environment.items())
+            ],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": log_group.name,
+                    "awslogs-region": region,
+                    "awslogs-stream-prefix": CONTAINER_NAME,
+                },
+            },
+        }
+        task_definition = aws.ecs.TaskDefinition(
+            f"{name}-task",
+            family=args.service_name,
+            requires_compatibilities=["FARGATE"],
+            network_mode="awsvpc",
+            cpu=str(args.cpu),
+            memory=str(args.memory_mib),
+            execution_role_arn=execution_role.arn,
+            task_role_arn=task_role.arn,
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX", cpu_architecture="X86_64"
+            ),
+            container_definitions=pulumi.Output.json_dumps([container]),
+            opts=child,
+        )
+        service = aws.ecs.Service(
+            f"{name}-service",
+            name=args.service_name,
+            cluster=cluster.arn,
+            task_definition=task_definition.arn,
+            launch_type="FARGATE",
+            desired_count=args.desired_count,
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+                enable=True, rollback=True
+            ),
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=list(args.subnet_ids), security_groups=[sg.id], assign_public_ip=False
+            ),
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            tags=dict(args.tags),
+            # Auto scaling owns the running count after the first deploy.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"]),
+        )
+
+        target = aws.appautoscaling.Target(
+            f"{name}-scaling",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
+            min_capacity=args.min_count,
+            max_capacity=args.max_count,
+            opts=child,
+        )
+        aws.appautoscaling.Policy(
+            f"{name}-scaling",
+            name=f"{args.service_name}-{args.scaling_metric.value}",
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            scalable_dimension=target.scalable_dimension,
+            resource_id=target.resource_id,
+            target_tracking_scaling_policy_configuration=_tracking(args),
+            opts=child,
+        )
+
+        self.security_group_id = sg.id
+        self.task_role = task_role
+        self.execution_role = execution_role
+        self.cluster_arn = cluster.arn
+        self.service_name = service.name
+        self.task_definition_arn = task_definition.arn
+        self.log_group_name = log_group.name
+        self.register_outputs(
+            {
+                "clusterArn": cluster.arn,
+                "serviceName": service.name,
+                "taskDefinitionArn": task_definition.arn,
+                "securityGroupId": sg.id,
+                "taskRoleArn": task_role.arn,
+            }
+        )
+
+
+_Tracking = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs
+_Custom = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationArgs
+_Metric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArgs
+_Stat = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatArgs
+_StatMetric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs
+_Dimension = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArgs
+_Predefined = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs
+
+
+def _tracking(args: ConsumerServiceArgs) -> _Tracking:
+    if args.scaling_metric is ScalingMetric.CPU:
+        return _Tracking(
+            target_value=args.cpu_target_percent,
+            predefined_metric_specification=_Predefined(
+                predefined_metric_type="ECSServiceAverageCPUUtilization"
+            ),
+            scale_in_cooldown=SCALE_IN_COOLDOWN_SECONDS,
+            scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS,
+        )
+
+    def metric(id_: str, namespace: str, metric_name: str, dims: Mapping[str, str]) -> _Metric:
+        return _Metric(
+            id=id_,
+            return_data=False,
+            metric_stat=_Stat(
+                stat="Maximum" if namespace == "AWS/Kafka" else "Average",
+                metric=_StatMetric(
+                    namespace=namespace,
+                    metric_name=metric_name,
+                    dimensions=[_Dimension(name=k, value=v) for k, v in dims.items()],
+                ),
+            ),
+        )
+
+    lag = metric(
+        "lag",
+        "AWS/Kafka",
+        "SumOffsetLag",
+        {
+            "Cluster Name": args.kafka_cluster_name,
+            "Consumer Group": args.consumer_group,
+            "Topic": args.topic,
+        },
+    )
+    tasks = metric(
+        "tasks",
+        "ECS/ContainerInsights",
+        "RunningTaskCount",
+        {"ClusterName": args.cluster_name, "ServiceName": args.service_name},
+    )
+    per_task = _Metric(
+        id="lag_per_task",
+        label="Consumer offset lag per running task",
+        expression="IF(tasks > 0, lag / tasks, lag)",
+        return_data=True,
+    )
+    return _Tracking(
+        target_value=args.lag_target_per_task,
+        customized_metric_specification=_Custom(metrics=[lag, tasks, per_task]),
+        scale_in_cooldown=SCALE_IN_COOLDOWN_SECONDS,
+        scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS,
+    )
