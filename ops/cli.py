@@ -11,7 +11,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("ops.plan_cmd",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "ops.plan_cmd",
+    "ops.preflight",
+    "ops.status",
+    "ops.triggers",
+    "ops.cost",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
