@@ -39,6 +39,17 @@ CLIENT_TOKENS: Mapping[str, ResourceGroup] = {
     "consumer": ResourceGroup.CONSUMER_SERVICE,
 }
 """A name token that marks a resource made for a client (a rule, a grant) by another component."""
+MONITORING_TOKENS: Mapping[str, ResourceGroup] = {
+    "sqs": ResourceGroup.JOB_QUEUE,
+    "trigger": ResourceGroup.JOB_QUEUE,  # the migration triggers measure the SQS load
+    "pipe": ResourceGroup.SQS_TRIGGER,
+    "batch": ResourceGroup.BATCH,
+    "msk": ResourceGroup.KAFKA,
+    "kafka": ResourceGroup.KAFKA,
+    "consumer": ResourceGroup.CONSUMER_SERVICE,
+    "ecs": ResourceGroup.CONSUMER_SERVICE,
+}
+"""Alarms are named after what they watch (``monitoring-msk-offline-partitions``)."""
 
 STATEFUL_TYPES = (
     "aws:rds/instance:Instance",
@@ -64,6 +75,8 @@ def groups_of(plan: Plan, resource: PlannedResource) -> frozenset[ResourceGroup]
     groups = {group}
     tokens = set(resource.name.split("-"))
     groups |= {g for token, g in CLIENT_TOKENS.items() if token in tokens}
+    if group is ResourceGroup.MONITORING:
+        groups |= {g for token, g in MONITORING_TOKENS.items() if token in tokens}
     return frozenset(groups)
 
 
