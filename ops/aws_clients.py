@@ -24,6 +24,8 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 EXIT_OK = 0
@@ -208,6 +210,14 @@ def aws_call(action: str) -> Iterator[None]:
         raise CannotTellError(f"{action} is not answered by this endpoint: {error}") from None
 
 
+@functools.cache
+def _shared_loader() -> botocore.loaders.Loader:
+    """One loader of botocore's service models per process: it caches the parsed JSON, so a
+    second session (the next command in the same process, as in the tests) does not parse the
+    models again. The models are read-only data; sharing them is safe."""
+    return botocore.loaders.create_loader()
+
+
 @dataclass
 class Aws:
     """A boto3 session for one region (and optional profile) with cached clients."""
@@ -217,7 +227,11 @@ class Aws:
 
     def __post_init__(self) -> None:
         with aws_call("session setup"):
-            self.session = boto3.session.Session(region_name=self.region, profile_name=self.profile)
+            core = botocore.session.get_session()
+            core.register_component("data_loader", _shared_loader())
+            self.session = boto3.session.Session(
+                botocore_session=core, region_name=self.region, profile_name=self.profile
+            )
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:

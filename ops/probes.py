@@ -488,8 +488,11 @@ def alarms_in_alarm(ctx: StackContext) -> list[str]:
             kwargs["NextToken"] = token
         with aws_call("cloudwatch:DescribeAlarms"):
             page = cw.describe_alarms(**kwargs)
-        names += [str(a["AlarmName"]) for a in page.get("MetricAlarms", [])]
-        names += [str(a["AlarmName"]) for a in page.get("CompositeAlarms", [])]
+        # Filter again on the answer: the state filter is applied by the service, and some
+        # endpoints (moto) ignore it when a name prefix is given.
+        for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
+            if alarm.get("StateValue") == "ALARM":
+                names.append(str(alarm["AlarmName"]))
         token = page.get("NextToken")
         if not token:
             return sorted(names)

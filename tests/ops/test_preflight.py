@@ -1,0 +1,311 @@
+"""``jobstream preflight``: each gate against a moto account, pass / fail / cannot-tell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from messaging import metrics as m
+from tests.ops.conftest import STACK, Seeder, hours, minutes
+
+Run = Any
+
+
+def preflight(run: Run, to: int, *extra: str) -> Any:
+    return run("preflight", "--stack", STACK, "--to-phase", str(to), "--json", *extra)
+
+
+# ---- 1 -> 2 ---------------------------------------------------------------------------------
+
+
+def test_to_2_passes_with_database_proxy_queues_and_an_empty_dlq(account: Seeder, run: Run) -> None:
+    account.routing(1)
+    account.database()
+    account.queues(jobs=3)
+    result = preflight(run, 2)
+    doc = result.json()
+    assert result.code == 0, doc["checks"]
+    assert doc["passed"] is True and doc["direction"] == "up"
+    assert [c["verdict"] for c in doc["checks"]] == ["pass"] * 5
+    assert result.check("job queue")["value"] == 3
+
+
+def test_to_2_fails_when_the_dlq_holds_a_message(account: Seeder, run: Run) -> None:
+    account.routing(1)
+    account.database()
+    account.queues(dead=1)
+    result = preflight(run, 2)
+    assert result.code == 1
+    dlq = result.check("DLQ jobstream-dev-jobs-dlq empty")
+    assert dlq["verdict"] == "fail"
+    assert dlq["figure"] == "1 visible, 0 in flight, 0 delayed"
+
+
+def test_to_2_fails_naming_the_proxy_that_does_not_exist(account: Seeder, run: Run) -> None:
+    account.routing(1)
+    account.database(proxy=False)
+    account.queues()
+    result = preflight(run, 2)
+    assert result.code == 1
+    proxy = result.check("RDS Proxy jobstream-dev-db-proxy")
+    assert (proxy["verdict"], proxy["figure"]) == ("fail", "not found")
+
+
+# ---- 2 -> 3 ---------------------------------------------------------------------------------
+
+
+def test_to_3_fails_while_moto_keeps_the_msk_cluster_creating(account: Seeder, run: Run) -> None:
+    account.routing(2)
+    account.kafka()  # moto: state stays CREATING
+    result = preflight(run, 3)
+    assert result.code == 1
+    cluster = result.check("MSK cluster")
+    assert (cluster["verdict"], cluster["figure"]) == ("fail", "CREATING")
+
+
+def test_to_3_cannot_tell_topics_or_brokers_where_moto_does_not_answer(
+    account: Seeder, run: Run
+) -> None:
+    account.routing(2)
+    account.kafka(state="ACTIVE")
+    result = preflight(run, 3)
+    topics = result.check("Kafka topics present")
+    brokers = result.check("routing bootstrap brokers")
+    assert topics["verdict"] == "cannot-tell"
+    assert "kafka:ListTopics" in topics["detail"]
+    assert brokers["verdict"] == "cannot-tell"
+    assert "kafka:GetBootstrapBrokers" in brokers["detail"]
+    assert result.check("MSK cluster")["verdict"] == "pass"
+    assert result.code == 1, "cannot-tell is not a pass"
+
+
+def test_to_3_dual_write_passes_when_kafka_gets_what_sqs_gets(account: Seeder, run: Run) -> None:
+    account.routing(2)
+    account.kafka(state="ACTIVE")
+    hourly = [(hours(h), 1000.0) for h in range(1, 20)]
+    account.jobstream(m.JOBS_PUBLISHED, hourly, Route="sqs")
+    account.jobstream(m.JOBS_PUBLISHED, [(hours(h), 995.0) for h in range(1, 20)], Route="kafka")
+    dual = preflight(run, 3).check("dual-write")
+    assert dual["verdict"] == "pass"
+    assert abs(dual["value"] - 0.995) < 1e-9
+
+
+def test_to_3_dual_write_fails_below_the_ratio(account: Seeder, run: Run) -> None:
+    account.routing(2)
+    account.kafka(state="ACTIVE")
+    account.jobstream(m.JOBS_PUBLISHED, [(hours(2), 1000.0)], Route="sqs")
+    account.jobstream(m.JOBS_PUBLISHED, [(hours(2), 900.0)], Route="kafka")
+    account.jobstream(m.SECONDARY_PUBLISH_FAILURES, [(hours(2), 100.0)], Route="kafka")
+    dual = preflight(run, 3, "--min-dual-write-ratio", "0.95").check("dual-write")
+    assert dual["verdict"] == "fail"
+    assert dual["figure"].startswith("90.00 %")
+    assert dual["detail"] == "100 secondary publish failures to Kafka"
+
+
+def test_to_3_dual_write_cannot_tell_without_traffic_in_the_window(account: Seeder, run: Run) -> None:
+    account.routing(2)
+    account.kafka(state="ACTIVE")
+    account.jobstream(m.JOBS_PUBLISHED, [(hours(30), 1000.0)], Route="sqs")  # outside 24 h
+    dual = preflight(run, 3).check("dual-write")
+    assert dual["verdict"] == "cannot-tell"
+
+
+# ---- 3 -> 4 ---------------------------------------------------------------------------------
+
+
+def _cutover_ready(account: Seeder) -> None:
+    account.routing(3)
+    account.queues()
+    account.jobstream(m.VERIFY_MATCHES, [(hours(h), 5000.0) for h in range(1, 10)])
+    account.lag([(minutes(i), 40.0) for i in range(1, 10)])
+
+
+def test_to_4_passes_with_parity_low_lag_empty_dead_letters_and_quiet_alarms(
+    account: Seeder, run: Run
+) -> None:
+    _cutover_ready(account)
+    account.alarm("queue-depth", firing=False)
+    result = preflight(run, 4)
+    assert result.code == 0, result.json()["checks"]
+    assert result.check("verify parity")["value"] == 1.0
+    assert result.check("Kafka consumer lag")["figure"] == "max 40"
+
+
+def test_to_4_fails_when_parity_is_below_the_threshold(account: Seeder, run: Run) -> None:
+    _cutover_ready(account)
+    account.jobstream(m.VERIFY_MISMATCHES, [(hours(3), 100.0)])
+    parity = preflight(run, 4).check("verify parity")
+    assert parity["verdict"] == "fail"
+    assert abs(parity["value"] - 45000 / 45100) < 1e-9
+
+
+def test_to_4_parity_threshold_is_a_flag(account: Seeder, run: Run) -> None:
+    _cutover_ready(account)
+    account.jobstream(m.VERIFY_MISMATCHES, [(hours(3), 100.0)])
+    parity = preflight(run, 4, "--min-parity", "0.99").check("verify parity")
+    assert parity["verdict"] == "pass"
+
+
+def test_to_4_cannot_tell_parity_when_nothing_was_compared(account: Seeder, run: Run) -> None:
+    account.routing(3)
+    account.queues()
+    parity = preflight(run, 4).check("verify parity")
+    assert parity["verdict"] == "cannot-tell"
+    assert "verify mode" in parity["detail"]
+
+
+def test_to_4_fails_when_the_lag_reaches_the_threshold(account: Seeder, run: Run) -> None:
+    _cutover_ready(account)
+    account.lag([(minutes(3), 1500.0)])
+    lag = preflight(run, 4).check("Kafka consumer lag")
+    assert (lag["verdict"], lag["value"]) == ("fail", 1500.0)
+
+
+def test_to_4_fails_when_the_kafka_consumer_dead_lettered(account: Seeder, run: Run) -> None:
+    _cutover_ready(account)
+    account.jobstream(m.DEAD_LETTERED, [(hours(5), 2.0)], Consumer="kafka")
+    dead = preflight(run, 4).check("dead-letter topic jobstream.jobs.dlq")
+    assert (dead["verdict"], dead["value"]) == ("fail", 2.0)
+
+
+def test_to_4_fails_naming_the_alarm_in_alarm(account: Seeder, run: Run) -> None:
+    _cutover_ready(account)
+    name = account.alarm("consumer-lag", firing=True)
+    account.alarm("queue-age", firing=False)
+    alarms = preflight(run, 4).check("no alarm")
+    assert alarms["verdict"] == "fail"
+    assert alarms["detail"] == name
+
+
+# ---- 4 -> 5 ---------------------------------------------------------------------------------
+
+
+def _cleanup_ready(account: Seeder) -> None:
+    account.routing(4)
+    account.queues()
+    account.batch({"SUCCEEDED": 2, "FAILED": 1}, state="DISABLED")
+    account.pipe(desired="STOPPED", current="STOPPED")
+
+
+def test_to_5_passes_when_sqs_is_drained_batch_idle_and_the_pipe_stopped(
+    account: Seeder, run: Run
+) -> None:
+    _cleanup_ready(account)
+    account.sqs("jobstream-dev-jobs", "ApproximateNumberOfMessagesVisible", [(minutes(i), 0.0) for i in range(1, 50)])
+    result = preflight(run, 5)
+    assert result.code == 0, result.json()["checks"]
+    assert "window peak 0" in result.check("job queue")["figure"]
+
+
+def test_to_5_fails_while_messages_are_in_flight(account: Seeder, run: Run) -> None:
+    _cleanup_ready(account)
+    sqs = account.client("sqs")
+    url = sqs.get_queue_url(QueueName="jobstream-dev-jobs")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    sqs.receive_message(QueueUrl=url)  # now in flight
+    drained = preflight(run, 5).check("job queue")
+    assert drained["verdict"] == "fail"
+    assert drained["figure"].startswith("now 0 visible, 1 in flight")
+
+
+def test_to_5_fails_when_the_queue_held_messages_within_the_window(account: Seeder, run: Run) -> None:
+    _cleanup_ready(account)
+    account.sqs("jobstream-dev-jobs", "ApproximateNumberOfMessagesVisible", [(minutes(20), 7.0)])
+    drained = preflight(run, 5).check("job queue")
+    assert drained["verdict"] == "fail"
+    assert "window peak 7" in drained["figure"]
+
+
+def test_to_5_fails_while_batch_jobs_are_runnable_or_running(account: Seeder, run: Run) -> None:
+    account.routing(4)
+    account.queues()
+    account.batch({"RUNNABLE": 2, "RUNNING": 1, "SUCCEEDED": 4}, state="DISABLED")
+    account.pipe(desired="STOPPED", current="STOPPED")
+    jobs = preflight(run, 5).check("no Batch jobs")
+    assert jobs["verdict"] == "fail"
+    assert jobs["figure"] == "2 RUNNABLE, 1 RUNNING"
+    assert jobs["value"] == 3
+
+
+def test_to_5_fails_while_the_pipe_is_set_to_run(account: Seeder, run: Run) -> None:
+    account.routing(4)
+    account.queues()
+    account.pipe(desired="RUNNING", current="RUNNING")
+    pipe = preflight(run, 5).check("pipe")
+    assert pipe["verdict"] == "fail"
+
+
+def test_to_5_cannot_tell_a_pipe_whose_runtime_state_has_not_settled(
+    account: Seeder, run: Run
+) -> None:
+    account.routing(4)
+    account.queues()
+    account.pipe(desired="RUNNING")  # moto: CREATING, pinned
+    account.client("pipes").stop_pipe(Name="jobstream-dev-sqs-to-batch")
+    pipe = preflight(run, 5).check("pipe")
+    assert pipe["verdict"] == "cannot-tell"
+    assert "runtime state is CREATING" in pipe["detail"]
+
+
+# ---- rollback -------------------------------------------------------------------------------
+
+
+def test_rollback_4_to_3_passes_when_everything_phase_3_needs_was_kept(
+    account: Seeder, run: Run
+) -> None:
+    account.routing(4)
+    account.database()
+    account.queues()
+    account.batch(state="DISABLED")
+    account.pipe(desired="STOPPED", current="STOPPED")
+    account.kafka(state="ACTIVE")
+    account.consumer_service()
+    result = preflight(run, 3)
+    doc = result.json()
+    assert result.code == 0, doc["checks"]
+    assert doc["direction"] == "rollback"
+    names = [c["name"] for c in doc["checks"]]
+    assert "pipe jobstream-dev-sqs-to-batch kept" in names
+    assert "Batch job queue jobstream-dev-jobs kept" in names
+    assert "ECS service jobstream-dev-ml-consumer kept" in names
+
+
+def test_rollback_4_to_3_fails_when_the_kept_pipe_is_gone(account: Seeder, run: Run) -> None:
+    account.routing(4)
+    account.database()
+    account.queues()
+    account.batch(state="DISABLED")
+    account.kafka(state="ACTIVE")
+    account.consumer_service()
+    result = preflight(run, 3)
+    assert result.code == 1
+    pipe = result.check("pipe jobstream-dev-sqs-to-batch kept")
+    assert (pipe["verdict"], pipe["figure"]) == ("fail", "not found")
+
+
+# ---- bad changes and output -----------------------------------------------------------------
+
+
+def test_a_change_of_two_phases_is_a_usage_error(account: Seeder, run: Run) -> None:
+    account.routing(2)
+    result = preflight(run, 4)
+    assert result.code == 2
+    assert "allowed targets: 1, 3" in result.err
+    assert result.json()["error"]["kind"] == "usage"
+
+
+def test_no_way_back_from_cleanup(account: Seeder, run: Run) -> None:
+    account.routing(5)
+    result = run("preflight", "--stack", STACK, "--to-phase", "4")
+    assert result.code == 2
+    assert "never back from 5" in result.err
+
+
+def test_the_readable_table_names_each_check_and_the_verdict(account: Seeder, run: Run) -> None:
+    account.routing(1)
+    account.database()
+    account.queues(dead=2)
+    result = run("preflight", "--stack", STACK, "--to-phase", "2")
+    assert result.code == 1
+    assert "phase 1 (SQS) -> 2 (dual-write)" in result.out
+    assert "2 visible, 0 in flight" in result.out
+    assert "NOT READY: 4 pass, 1 fail, 0 cannot tell (exit 1)" in result.out
