@@ -441,7 +441,7 @@ def _pipe(ctx: _Ctx, r: PlannedResource) -> list[Line]:
 
 def _alarm(ctx: _Ctx, r: PlannedResource) -> list[Line]:
     queries = r.inputs.get("metricQueries") or []
-    metrics = sum(1 for q in queries if isinstance(q, Mapping) and q.get("metric")) or 1
+    metrics = sum(1 for q in queries if isinstance(q, Mapping) and q.get("metric") is not None) or 1
     return [
         Line(
             ctx.group(r),

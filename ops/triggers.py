@@ -24,7 +24,13 @@ from typing import Any
 from rich.text import Text
 
 from messaging import metrics as m
-from ops.aws_clients import EXIT_OK, CannotTellError, UsageError, handles_errors
+from ops.aws_clients import (
+    EXIT_OK,
+    CannotTellError,
+    ResourceMissingError,
+    UsageError,
+    handles_errors,
+)
 from ops.probes import (
     StackContext,
     add_stack_arguments,
@@ -32,6 +38,7 @@ from ops.probes import (
     metric_series,
     open_stack,
     percentile,
+    queue_depth,
     sqs_metric,
 )
 from ops.report import Check, Verdict, check, checks_table, console, fmt_int, fmt_pct, print_json
@@ -142,6 +149,12 @@ def thresholds(ctx: StackContext, args: argparse.Namespace) -> Thresholds:
 def run(args: argparse.Namespace) -> int:
     ctx = open_stack(args)
     limits = thresholds(ctx, args)
+    if queue_depth(ctx, ctx.names.job_queue) is None:
+        raise ResourceMissingError(
+            f"SQS queue {ctx.names.job_queue} does not exist in {ctx.aws.region}: the triggers "
+            "review reads the metrics of the stack's job queue",
+            hint="deploy the stack at phase 1 first, or check --stack/--region",
+        )
     days = jobs_per_day(ctx, args.days)
     triggers = [
         volume_trigger(days, limits),

@@ -61,13 +61,16 @@ class Result:
         doc = self.json()
         items = doc.get("checks") or doc.get("triggers") or []
         found = [c for c in items if c["name"].startswith(prefix)]
-        assert len(found) == 1, f"expected one check named {prefix!r}*, got {[c['name'] for c in found]}"
+        assert len(found) == 1, (
+            f"expected one check named {prefix!r}*, got {[c['name'] for c in found]}"
+        )
         return found[0]
 
 
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("COLUMNS", "220")  # rich wraps tables at the terminal width
+
     def invoke(*argv: str) -> Result:
         code = cli.main(list(argv))
         captured = capsys.readouterr()
@@ -91,9 +94,11 @@ class Seeder:
     @property
     def role(self) -> str:
         if self._role is None:
-            self._role = self.client("iam").create_role(
-                RoleName="ops-test", AssumeRolePolicyDocument="{}"
-            )["Role"]["Arn"]
+            self._role = str(
+                self.client("iam").create_role(RoleName="ops-test", AssumeRolePolicyDocument="{}")[
+                    "Role"
+                ]["Arn"]
+            )
         return self._role
 
     # ---- routing ------------------------------------------------------------------------------
@@ -139,9 +144,9 @@ class Seeder:
         ec2 = self.client("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16")["Vpc"]["VpcId"]
         subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.10.{i}.0/24", AvailabilityZone=f"{REGION}{az}")[
-                "Subnet"
-            ]["SubnetId"]
+            ec2.create_subnet(
+                VpcId=vpc, CidrBlock=f"10.10.{i}.0/24", AvailabilityZone=f"{REGION}{az}"
+            )["Subnet"]["SubnetId"]
             for i, az in enumerate("ab")
         ]
         rds = self.client("rds")
@@ -298,7 +303,11 @@ class Seeder:
         self.metric(
             "AWS/Kafka",
             "SumOffsetLag",
-            {"Cluster Name": self.names.kafka_cluster, "Consumer Group": "jobstream-ml", "Topic": "jobstream.jobs"},
+            {
+                "Cluster Name": self.names.kafka_cluster,
+                "Consumer Group": "jobstream-ml",
+                "Topic": "jobstream.jobs",
+            },
             values,
         )
 

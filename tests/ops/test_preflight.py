@@ -101,7 +101,9 @@ def test_to_3_dual_write_fails_below_the_ratio(account: Seeder, run: Run) -> Non
     assert dual["detail"] == "100 secondary publish failures to Kafka"
 
 
-def test_to_3_dual_write_cannot_tell_without_traffic_in_the_window(account: Seeder, run: Run) -> None:
+def test_to_3_dual_write_cannot_tell_without_traffic_in_the_window(
+    account: Seeder, run: Run
+) -> None:
     account.routing(2)
     account.kafka(state="ACTIVE")
     account.jobstream(m.JOBS_PUBLISHED, [(hours(30), 1000.0)], Route="sqs")  # outside 24 h
@@ -190,7 +192,11 @@ def test_to_5_passes_when_sqs_is_drained_batch_idle_and_the_pipe_stopped(
     account: Seeder, run: Run
 ) -> None:
     _cleanup_ready(account)
-    account.sqs("jobstream-dev-jobs", "ApproximateNumberOfMessagesVisible", [(minutes(i), 0.0) for i in range(1, 50)])
+    account.sqs(
+        "jobstream-dev-jobs",
+        "ApproximateNumberOfMessagesVisible",
+        [(minutes(i), 0.0) for i in range(1, 50)],
+    )
     result = preflight(run, 5)
     assert result.code == 0, result.json()["checks"]
     assert "window peak 0" in result.check("job queue")["figure"]
@@ -207,7 +213,9 @@ def test_to_5_fails_while_messages_are_in_flight(account: Seeder, run: Run) -> N
     assert drained["figure"].startswith("now 0 visible, 1 in flight")
 
 
-def test_to_5_fails_when_the_queue_held_messages_within_the_window(account: Seeder, run: Run) -> None:
+def test_to_5_fails_when_the_queue_held_messages_within_the_window(
+    account: Seeder, run: Run
+) -> None:
     _cleanup_ready(account)
     account.sqs("jobstream-dev-jobs", "ApproximateNumberOfMessagesVisible", [(minutes(20), 7.0)])
     drained = preflight(run, 5).check("job queue")
