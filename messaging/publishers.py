@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQS_BATCH_SIZE = 10
+# PRODUCER_FENCED, _FATAL, _MSG_TIMED_OUT: after these the producer is replaced (see
+# KafkaPublisher._replace_producer)
+_FATAL_CODES = (90, -150, -192)
 JOB_ID_ATTRIBUTE = "job_id"
 
 
@@ -207,10 +210,14 @@ class KafkaPublisher:
         results: dict[str, str | None] = {}
         lock = threading.Lock()
 
+        fatal: list[bool] = []
+
         def report(job_id: str) -> Callable[[KafkaError | None, Message], None]:
             def on_delivery(err: KafkaError | None, _msg: Message) -> None:
                 with lock:
                     results[job_id] = None if err is None else str(err)
+                    if err is not None and (err.fatal() or err.code() in _FATAL_CODES):
+                        fatal.append(True)
 
             return on_delivery
 
@@ -244,12 +251,25 @@ class KafkaPublisher:
                 outcome = results.get(message.job_id, "no delivery report before the deadline")
             if outcome is not None:
                 failed[message.job_id] = outcome
+        if fatal:
+            self._replace_producer()
         sent = len(messages) - len(failed)
         if sent:
             self._metrics.count(m.JOBS_PUBLISHED, sent, Route=self.route)
         if failed:
             self._metrics.count(m.PUBLISH_ERRORS, len(failed), Route=self.route)
             raise PublishError(self.route, failed)
+
+    def _replace_producer(self) -> None:
+        """A fenced or fatally failed idempotent producer never recovers: start a new one
+        (a new producer id). After a message timeout the idempotent producer bumps its epoch,
+        which Tansu answers with PRODUCER_FENCED; a fresh producer avoids that on every broker."""
+        from confluent_kafka import Producer
+
+        log.warning("kafka producer failed fatally; replacing it")
+        old, self._producer = self._producer, Producer(self._config)
+        old.purge()
+        old.flush(0)
 
     def close(self) -> None:
         self._producer.flush(self._flush_timeout)
@@ -432,9 +452,15 @@ class DualWritePublisher:
             finally:
                 self._pending.task_done()
 
-    def drain(self) -> None:
-        """Wait until every secondary write has been sent or recorded for repair."""
-        self._pending.join()
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every secondary write has been sent or recorded for repair; False if
+        ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._pending.unfinished_tasks:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def close(self) -> None:
         if self._worker is not None:
@@ -517,11 +543,10 @@ class RoutedPublisher:
         with self._lock:
             return dict(self._queues)
 
-    def drain(self) -> None:
+    def drain(self, timeout: float | None = None) -> bool:
         with self._lock:
             writers = list(self._writers.values())
-        for writer in writers:
-            writer.drain()
+        return all(writer.drain(timeout) for writer in writers)
 
     def close(self) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
     "ops.plan_cmd",
+    "ops.rehearse",
     "ops.preflight",
     "ops.status",
     "ops.triggers",
