@@ -360,7 +360,7 @@ KEYS: tuple[Key, ...] = (
     _mon("rdsCpuThresholdPercent", _int(1, 100), 80, "Alarm: database CPU."),
     _mon("rdsFreeStorageThresholdGb", _int(1, 65_536), 5, "Alarm: database free storage below (GiB)."),
     _mon("triggerJobsPerDay", _int(1, 1_000_000_000), 10_000, "Migration trigger: jobs per day ..."),
-    _mon("triggerSustainedDays", _int(1, 14), 7, "... sustained for this many consecutive days."),
+    _mon("triggerSustainedDays", _int(1, 7), 7, "... sustained for this many consecutive days (a CloudWatch alarm evaluates at most 7 days)."),
     _mon("triggerLatencySeconds", _float(0.001, 86_400), 1.0, "Migration trigger: age of the oldest job above this ..."),
     _mon("triggerLatencyPercentile", _pattern(_PERCENTILE, "must be a percentile like p90 or p99.9"), "p99", "... at this percentile."),
 )  # fmt: skip

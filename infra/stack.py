@@ -17,11 +17,23 @@ from components.consumer_service import ConsumerService, ConsumerServiceArgs, Sc
 from components.database import Database, DatabaseArgs
 from components.job_queue import JobQueue, JobQueueArgs
 from components.kafka import Kafka, KafkaArgs, KafkaMode, topic_specs
+from components.monitoring import (
+    BatchMonitoring,
+    ConsumerLagMonitoring,
+    DatabaseMonitoring,
+    KafkaMonitoring,
+    MigrationTriggers,
+    Monitoring,
+    MonitoringArgs,
+    PipeMonitoring,
+    QueueMonitoring,
+    ServiceMonitoring,
+)
 from components.network import Network, NetworkArgs
 from components.routing import RoutingArgs, RoutingParameter
 from infra.config import StackConfig
 from infra.naming import Names
-from infra.phases import GroupState, Phase, ResourceGroup, phase
+from infra.phases import GroupState, Phase, ResourceGroup, Route, phase
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,8 @@ def build(cfg: StackConfig) -> None:
         else None
     )
     routing = _routing(ctx, jobs, kafka, batch, consumer)
-    del network, jobs, database, batch, kafka, consumer, routing  # used by later groups
+    monitoring = _monitoring(ctx)
+    del network, jobs, database, batch, kafka, consumer, routing, monitoring
 
 
 def _network(ctx: Context) -> Network:
@@ -318,3 +331,75 @@ def _routing(
         routing.grant_read("consumer", consumer.task_role)
     pulumi.export("routingParameter", routing.parameter_name)
     return routing
+
+
+def _monitoring(ctx: Context) -> Monitoring:
+    """Alarms for the groups present in the phase, addressed by name: no outputs needed."""
+    cfg, names, has = ctx.cfg, ctx.names, ctx.phase.has
+    mon, k = cfg.monitoring, cfg.kafka
+    provisioned = k.mode is KafkaMode.PROVISIONED
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            stack=cfg.stack,
+            region=cfg.region,
+            phase_label=ctx.phase.label,
+            alert_topic_name=names.alert_topic,
+            alarm_prefix=names.alarm_prefix,
+            dashboard_name=names.dashboard,
+            alert_email=mon.alert_email,
+            routes=tuple(r.value for r in Route),
+            database=DatabaseMonitoring(
+                instance_id=cfg.database.existing_instance_id or names.db_instance,
+                proxy_name=names.db_proxy,
+                cpu_threshold_percent=mon.rds_cpu_threshold_percent,
+                free_storage_threshold_gb=mon.rds_free_storage_threshold_gb,
+            ),
+            queue=QueueMonitoring(
+                queue_name=names.job_queue,
+                dead_letter_queue_name=names.dead_letter_queue,
+                depth_threshold=mon.queue_depth_threshold,
+                age_threshold_seconds=mon.queue_age_threshold_seconds,
+            )
+            if has(ResourceGroup.JOB_QUEUE)
+            else None,
+            triggers=MigrationTriggers(
+                queue_name=names.job_queue,
+                jobs_per_day=mon.trigger_jobs_per_day,
+                sustained_days=mon.trigger_sustained_days,
+                latency_seconds=mon.trigger_latency_seconds,
+                latency_percentile=mon.trigger_latency_percentile,
+            )
+            if has(ResourceGroup.JOB_QUEUE)
+            else None,
+            batch=BatchMonitoring(job_queue_name=names.batch_job_queue)
+            if has(ResourceGroup.BATCH)
+            else None,
+            pipe=PipeMonitoring(pipe_name=names.pipe) if has(ResourceGroup.SQS_TRIGGER) else None,
+            kafka=KafkaMonitoring(
+                cluster_name=names.kafka_cluster,
+                broker_count=k.broker_count if provisioned else None,
+                cpu_threshold_percent=mon.msk_cpu_threshold_percent,
+                disk_threshold_percent=mon.msk_disk_threshold_percent,
+            )
+            if has(ResourceGroup.KAFKA)
+            else None,
+            consumer_lag=ConsumerLagMonitoring(
+                cluster_name=names.kafka_cluster,
+                consumer_group=k.consumer_group,
+                topic=k.topic_name,
+                lag_threshold=mon.consumer_lag_threshold,
+            )
+            if has(ResourceGroup.CONSUMER_SERVICE)
+            else None,
+            service=ServiceMonitoring(
+                cluster_name=names.ecs_cluster, service_name=names.ecs_service
+            )
+            if has(ResourceGroup.CONSUMER_SERVICE)
+            else None,
+        ),
+        ctx.opts,
+    )
+    pulumi.export("alertTopicArn", monitoring.topic_arn)
+    pulumi.export("dashboardName", monitoring.dashboard_name)
+    return monitoring
