@@ -3,9 +3,17 @@
 The database admits only the proxy on 5432; the proxy admits only the client security groups
 that callers register with ``allow_client``. Clients authenticate to the proxy with IAM
 (``grant_connect`` gives a role ``rds-db:connect`` for one database user on this proxy) over
-TLS; the proxy reaches the database with the master credentials that RDS itself keeps in
-Secrets Manager (``manage_master_user_password``), so no password exists in config, code or
-state.
+TLS. RDS Proxy logs in to PostgreSQL with credentials it reads from Secrets Manager, one secret
+per database user a client may sign in as:
+
+- the master user: the secret RDS itself keeps (``manage_master_user_password``);
+- the application user (``app_username``): a secret this component creates *without a value*
+  (no ``SecretVersion``), encrypted with the database's KMS key. ``jobstream db-bootstrap``
+  (ops/db_bootstrap.py) creates the PostgreSQL role and writes ``{"username", "password"}``
+  into it, so the password never exists in config, code or Pulumi state.
+
+The proxy's role may read exactly those two secrets and decrypt them only through Secrets
+Manager.
 """
 
 from __future__ import annotations
@@ -22,6 +30,15 @@ POSTGRES_PORT = 5432
 ENGINE = "postgres"
 LOG_EXPORTS: tuple[str, ...] = ("postgresql", "upgrade")
 SECRET_KMS_VIA_SERVICE = "secretsmanager.{region}.amazonaws.com"
+CLIENT_PASSWORD_AUTH_TYPE = "POSTGRES_SCRAM_SHA_256"
+"""How the proxy authenticates clients on the PostgreSQL wire (the IAM token is the password)."""
+APP_USER_SECRET_RECOVERY_DAYS = 7
+"""The value is reproducible (``jobstream db-bootstrap --rotate``): the shortest recovery window."""
+
+
+def app_user_secret_name(proxy_name: str, username: str) -> str:
+    """The app-user secret's name; ``jobstream db-bootstrap`` finds the secret with it."""
+    return f"rds-db-credentials/{proxy_name}/{username}"
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,8 @@ class DatabaseArgs:
     max_allocated_storage_gb: int
     db_name: str
     master_username: str
+    app_username: str
+    """The database user that clients (Batch jobs, the consumer) sign in as through the proxy."""
     multi_az: bool
     deletion_protection: bool
     """Deletion protection on the instance, and a final snapshot when it is deleted."""
@@ -67,10 +86,19 @@ class Database(pulumi.ComponentResource):
     """The created instance's ARN (None when fronting an existing instance)."""
     kms_key_arn: pulumi.Output[str] | None
     """The key encrypting storage and the master secret (None when fronting an existing one)."""
+    app_user_secret_arn: pulumi.Output[str]
+    """The proxy's secret for ``app_username`` (value written by ``jobstream db-bootstrap``)."""
 
     def __init__(
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        if args.app_username == args.master_username:
+            # One proxy auth per user, and `jobstream db-bootstrap` would reset the master's
+            # password that RDS manages.
+            raise ValueError(
+                f"dbAppUsername {args.app_username!r} is the master user: the app user must be "
+                "a separate database user (set jobstream:dbAppUsername to another name)"
+            )
         super().__init__("jobstream:database:Database", name, None, opts)
         self._name = name
         child = pulumi.ResourceOptions(parent=self)
@@ -159,7 +187,25 @@ class Database(pulumi.ComponentResource):
                 opts=child,
             )
 
-        proxy = self._proxy(name, args, proxy_sg, secret_arn, secret_kms_key_arn)
+        # The app user's credentials for the proxy. Pulumi creates the secret only: its value is
+        # written by `jobstream db-bootstrap`, so no SecretVersion and no password in state.
+        # Encrypted with the database's key (the master secret's key when fronting an existing
+        # instance), which the proxy role already decrypts through Secrets Manager.
+        app_secret = aws.secretsmanager.Secret(
+            f"{name}-app-user",
+            name=app_user_secret_name(args.proxy_name, args.app_username),
+            description=(
+                f"{args.proxy_name}: credentials of database user {args.app_username} for the "
+                "RDS Proxy; the value is set by `jobstream db-bootstrap`, never by Pulumi"
+            ),
+            kms_key_id=secret_kms_key_arn,
+            recovery_window_in_days=APP_USER_SECRET_RECOVERY_DAYS,
+            tags={"Name": app_user_secret_name(args.proxy_name, args.app_username)},
+            opts=stateful,
+        )
+        self.app_user_secret_arn = app_secret.arn
+
+        proxy = self._proxy(name, args, proxy_sg, secret_arn, secret_kms_key_arn, app_secret.arn)
         group = aws.rds.ProxyDefaultTargetGroup(
             f"{name}-proxy",
             db_proxy_name=proxy.name,
@@ -187,6 +233,7 @@ class Database(pulumi.ComponentResource):
                 "proxyArn": self.proxy_arn,
                 "proxySecurityGroupId": self.proxy_security_group_id,
                 "instanceIdentifier": self.instance_identifier,
+                "appUserSecretArn": self.app_user_secret_arn,
             }
         )
 
@@ -287,11 +334,12 @@ class Database(pulumi.ComponentResource):
         proxy_sg: aws.ec2.SecurityGroup,
         secret_arn: pulumi.Input[str],
         secret_kms_key_arn: pulumi.Input[str],
+        app_secret_arn: pulumi.Input[str],
     ) -> aws.rds.Proxy:
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
             f"{name}-proxy",
-            description=f"{args.proxy_name}: read the RDS-managed master secret",
+            description=f"{args.proxy_name}: read the master and app-user secrets",
             assume_role_policy=assume_role_policy(
                 self, "rds.amazonaws.com", source_account=self._account
             ),
@@ -301,15 +349,16 @@ class Database(pulumi.ComponentResource):
             self,
             [
                 {
-                    "sid": "ReadMasterSecret",
+                    "sid": "ReadProxySecrets",
                     "actions": [
                         "secretsmanager:GetSecretValue",
                         "secretsmanager:DescribeSecret",
                     ],
-                    "resources": [secret_arn],
+                    "resources": [secret_arn, app_secret_arn],
                 },
                 {
-                    "sid": "DecryptMasterSecretThroughSecretsManager",
+                    # Both secrets use this key (the app-user secret is created with it).
+                    "sid": "DecryptProxySecretsThroughSecretsManager",
                     "actions": ["kms:Decrypt"],
                     "resources": [secret_kms_key_arn],
                     "conditions": [
@@ -343,7 +392,15 @@ class Database(pulumi.ComponentResource):
                     "iam_auth": "REQUIRED",
                     "secret_arn": secret_arn,
                     "description": "RDS-managed master credentials",
-                }
+                },
+                {
+                    "auth_scheme": "SECRETS",
+                    "iam_auth": "REQUIRED",
+                    "client_password_auth_type": CLIENT_PASSWORD_AUTH_TYPE,
+                    "secret_arn": app_secret_arn,
+                    "username": args.app_username,
+                    "description": f"{args.app_username}: value set by jobstream db-bootstrap",
+                },
             ],
             tags={"Name": args.proxy_name},
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[policy]),

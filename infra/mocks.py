@@ -93,6 +93,9 @@ class PlanMocks(pulumi.runtime.Mocks):
             return f"arn:{PARTITION}:logs:{r}:{a}:log-group:{physical}"
         if module == "kms":
             return f"arn:{PARTITION}:kms:{r}:{a}:key/{_uuid(physical)}"
+        if module == "secretsmanager" and kind == "Secret":
+            suffix = _digest(physical, length=6)  # AWS appends 6 random characters
+            return f"arn:{PARTITION}:secretsmanager:{r}:{a}:secret:{physical}-{suffix}"
         if module == "msk" and kind in ("Cluster", "ServerlessCluster"):
             return f"arn:{PARTITION}:kafka:{r}:{a}:cluster/{physical}/{_uuid(physical)}-1"
         if module == "msk" and kind == "Configuration":

@@ -130,6 +130,7 @@ def _database(ctx: Context, network: Network) -> Database:
             max_allocated_storage_gb=db.max_allocated_storage_gb,
             db_name=db.name,
             master_username=db.master_username,
+            app_username=db.app_username,
             multi_az=db.multi_az,
             deletion_protection=db.deletion_protection,
             backup_retention_days=db.backup_retention_days,

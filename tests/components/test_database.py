@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
+from infra.mocks import PlanMocks
 from infra.phases import PHASES
 from infra.plan import Plan, PlanSet, run_plan
 from tests.components.conftest import (
@@ -29,6 +31,19 @@ SUBNET_GROUP = "aws:rds/subnetGroup:SubnetGroup"
 KMS_KEY = "aws:kms/key:Key"
 DATABASE = "jobstream:database:Database"
 EXISTING = "jobstream-legacy-db"
+SECRET = "aws:secretsmanager/secret:Secret"
+APP_USER = "jobstream_app"  # Pulumi.<stack>.yaml: jobstream:dbAppUsername (the default)
+APP_SECRET_ARN = re.compile(
+    rf"arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+    rf"rds-db-credentials/jobstream-(dev|prod)-db-proxy/{APP_USER}-\w{{6}}"
+)
+PASSWORD_NAMED_INPUTS = {
+    "manageMasterUserPassword": True,
+    # How the proxy authenticates clients (SCRAM on the wire, the IAM token as the password):
+    # an auth type, not a password.
+    "auths[1].clientPasswordAuthType": "POSTGRES_SCRAM_SHA_256",
+}
+"""The only inputs whose path says "password", with the only values they may have."""
 CLIENT_GRANT = re.compile(r"^database-(proxy-from|connect)-")
 """Per-client rules and grants (``allow_client`` / ``grant_connect``): they follow the client."""
 
@@ -93,13 +108,13 @@ def test_no_password_appears_in_any_input_of_the_plan(plans: PlanSet, stack: str
             leaf = path.rsplit(".", 1)[-1]
             if "password" in path.lower():  # any segment: a secret input shows as key.secret
                 password_keys.append(path)
-                assert path == "manageMasterUserPassword" and value is True, (
+                assert path in PASSWORD_NAMED_INPUTS and value == PASSWORD_NAMED_INPUTS[path], (
                     f"{r.urn}: input {path} carries a password"
                 )
             if "secret" in leaf.lower() and isinstance(value, str):
                 assert value.startswith("arn:aws:"), f"{r.urn}: {path} = {value!r}"
-    # The walk covered the whole plan and met the one password-related input there is.
-    assert leaves > 300 and password_keys == ["manageMasterUserPassword"]
+    # The walk covered the whole plan and met each password-named input exactly once.
+    assert leaves > 300 and sorted(password_keys) == sorted(PASSWORD_NAMED_INPUTS)
 
 
 def test_dev_backups_and_no_final_snapshot_follow_config(dev: Plan) -> None:
@@ -147,7 +162,7 @@ def test_proxy_requires_tls_and_iam_auth_through_the_rds_managed_secret(dev: Pla
     proxy = dev.one(PROXY, "database-proxy")
     assert proxy.inputs["requireTls"] is True, f"{proxy.urn}: TLS not required"
     assert proxy.inputs["engineFamily"] == "POSTGRESQL", proxy.urn
-    (auth,) = proxy.inputs["auths"]
+    auth, _app_user = proxy.inputs["auths"]
     assert auth["iamAuth"] == "REQUIRED", f"{proxy.urn}: IAM auth not required"
     assert auth["authScheme"] == "SECRETS", proxy.urn
     assert re.fullmatch(
@@ -160,14 +175,17 @@ def test_proxy_requires_tls_and_iam_auth_through_the_rds_managed_secret(dev: Pla
 def test_proxy_role_reads_only_the_master_secret_and_decrypts_only_via_secrets_manager(
     dev: Plan,
 ) -> None:
+    """The master secret and the app-user secret (both in the proxy's auths), nothing else."""
     proxy = dev.one(PROXY, "database-proxy")
-    secret = proxy.inputs["auths"][0]["secretArn"]
+    secrets = [auth["secretArn"] for auth in proxy.inputs["auths"]]
+    assert secrets[0].startswith("arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-")
+    assert APP_SECRET_ARN.fullmatch(secrets[1]), secrets[1]
     key_arn = dev.one(INSTANCE, "database").inputs["kmsKeyId"]
     policy = json.loads(dev.one(ROLE_POLICY, "database-proxy").inputs["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert set(by_sid) == {"ReadMasterSecret", "DecryptMasterSecretThroughSecretsManager"}
-    read, decrypt = by_sid["ReadMasterSecret"], by_sid["DecryptMasterSecretThroughSecretsManager"]
-    assert read["Resource"] == secret
+    assert set(by_sid) == {"ReadProxySecrets", "DecryptProxySecretsThroughSecretsManager"}
+    read, decrypt = by_sid["ReadProxySecrets"], by_sid["DecryptProxySecretsThroughSecretsManager"]
+    assert read["Resource"] == secrets, f"{proxy.urn}: the role reads {read['Resource']}"
     assert sorted(read["Action"]) == [
         "secretsmanager:DescribeSecret",
         "secretsmanager:GetSecretValue",
@@ -333,7 +351,7 @@ def test_existing_instance_is_the_proxy_target_through_its_own_managed_secret(
 ) -> None:
     target = existing.one(TARGET, "database-proxy")
     assert target.inputs["dbInstanceIdentifier"] == EXISTING, target.urn
-    (auth,) = existing.one(PROXY, "database-proxy").inputs["auths"]
+    auth, _app_user = existing.one(PROXY, "database-proxy").inputs["auths"]
     assert auth["iamAuth"] == "REQUIRED" and auth["secretArn"].startswith(
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-"
     )
@@ -348,3 +366,163 @@ def test_existing_instances_security_group_admits_the_proxy_and_the_proxy_only_i
     assert (admit.inputs["fromPort"], admit.inputs["toPort"]) == (5432, 5432), admit.urn
     (egress,) = rules_on(existing, EGRESS, proxy_sg)
     assert egress.inputs["referencedSecurityGroupId"] == admit.inputs["securityGroupId"]
+
+
+# ---- the app user: its proxy secret ------------------------------------------------------------
+
+SECRETS_MANAGER = "aws:secretsmanager/"
+APP_SECRET_INPUTS = {"name", "description", "kmsKeyId", "recoveryWindowInDays", "tags"}
+"""Everything the app-user secret may be given: no value (secretString/secretBinary) among it."""
+
+
+def app_secret_arn(plan: Plan) -> str:
+    """The ARN the mock engine gives the app-user secret (the proxy's auth must carry it)."""
+    secret = plan.one(SECRET, "database-app-user")
+    return PlanMocks(plan.config.region)._arn(
+        "secretsmanager", "Secret", secret.inputs["name"], secret.inputs
+    )
+
+
+def proxy_policy(plan: Plan) -> dict[str, dict[str, Any]]:
+    policy = json.loads(plan.one(ROLE_POLICY, "database-proxy").inputs["policy"])
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_proxy_admits_the_app_user_with_iam_auth_required_through_its_own_secret(
+    plans: PlanSet, stack: str
+) -> None:
+    plan = plans.get(stack, 1)
+    proxy = plan.one(PROXY, "database-proxy")
+    master, app_user = proxy.inputs["auths"]
+    assert app_user == {
+        "authScheme": "SECRETS",
+        "iamAuth": "REQUIRED",
+        "clientPasswordAuthType": "POSTGRES_SCRAM_SHA_256",
+        "secretArn": app_secret_arn(plan),
+        "username": APP_USER,
+        "description": f"{APP_USER}: value set by jobstream db-bootstrap",
+    }, f"{proxy.urn}: second auth entry is not the app user's"
+    assert master["secretArn"] != app_user["secretArn"], proxy.urn
+    assert proxy.inputs["requireTls"] is True, proxy.urn
+
+
+def test_app_user_secret_is_named_for_the_proxy_and_the_user(dev: Plan) -> None:
+    secret = dev.one(SECRET, "database-app-user")
+    assert secret.inputs["name"] == f"rds-db-credentials/jobstream-dev-db-proxy/{APP_USER}"
+    assert APP_SECRET_ARN.fullmatch(app_secret_arn(dev)), secret.urn
+    assert in_component(dev, secret, DATABASE), f"{secret.urn} is not under the database"
+
+
+def test_app_user_follows_the_db_app_username_key() -> None:
+    plan = run_plan("dev", phase=1, overrides={"jobstream:dbAppUsername": "ml_writer"})
+    secret = plan.one(SECRET, "database-app-user")
+    assert secret.inputs["name"] == "rds-db-credentials/jobstream-dev-db-proxy/ml_writer"
+    app_user = plan.one(PROXY, "database-proxy").inputs["auths"][1]
+    assert (app_user["username"], app_user["secretArn"]) == ("ml_writer", app_secret_arn(plan))
+    (grant,) = json.loads(plan.one(ROLE_POLICY, "database-connect-batch").inputs["policy"])[
+        "Statement"
+    ]
+    assert grant["Resource"].endswith("/ml_writer"), "rds-db:connect names another user"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_app_user_secret_is_encrypted_with_the_databases_customer_managed_key(
+    plans: PlanSet, stack: str
+) -> None:
+    plan = plans.get(stack, 1)
+    secret = plan.one(SECRET, "database-app-user")
+    key = plan.one(KMS_KEY, "database-key")
+    assert in_component(plan, key, DATABASE), key.urn
+    assert secret.inputs["kmsKeyId"] == plan.one(INSTANCE, "database").inputs["kmsKeyId"], (
+        f"{secret.urn}: not encrypted with the database's key"
+    )
+    assert re.fullmatch(
+        r"arn:aws:kms:us-east-1:123456789012:key/[0-9a-f-]{36}", secret.inputs["kmsKeyId"]
+    )
+    assert "`jobstream db-bootstrap`" in secret.inputs["description"], secret.urn
+
+
+@pytest.mark.parametrize(("stack", "phase"), [(s, p) for s in ("dev", "prod") for p in PHASES])
+def test_app_user_secret_has_no_value_anywhere_in_the_plan(
+    plans: PlanSet, stack: str, phase: int
+) -> None:
+    """Pulumi creates the secret only: no SecretVersion (or any other value resource) and no
+    value input, so the password never reaches Pulumi state."""
+    plan = plans.get(stack, phase)
+    secrets_manager = [r for r in plan.resources if r.type.startswith(SECRETS_MANAGER)]
+    assert [r.type for r in secrets_manager] == [SECRET], (
+        f"{stack} phase {phase}: Secrets Manager resources besides the secret: "
+        f"{[r.urn for r in secrets_manager if r.type != SECRET]}"
+    )
+    (secret,) = secrets_manager
+    assert set(secret.inputs) <= APP_SECRET_INPUTS, (
+        f"{secret.urn}: unexpected inputs {sorted(set(secret.inputs) - APP_SECRET_INPUTS)}"
+    )
+    assert "name" in secret.inputs and "kmsKeyId" in secret.inputs, secret.urn
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_proxy_role_may_read_exactly_the_master_and_app_user_secrets(
+    plans: PlanSet, stack: str
+) -> None:
+    plan = plans.get(stack, 1)
+    master = plan.one(PROXY, "database-proxy").inputs["auths"][0]["secretArn"]
+    read = proxy_policy(plan)["ReadProxySecrets"]
+    assert read["Resource"] == [master, app_secret_arn(plan)], (
+        f"{stack}: the proxy role reads {read['Resource']}"
+    )
+    assert "secretsmanager:GetSecretValue" in read["Action"]
+    assert "Condition" not in read
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_proxy_role_decrypts_only_through_secrets_manager_with_the_secrets_key(
+    plans: PlanSet, stack: str
+) -> None:
+    plan = plans.get(stack, 1)
+    statements = proxy_policy(plan)
+    kms = {sid: s for sid, s in statements.items() if "kms:" in json.dumps(s["Action"])}
+    assert list(kms) == ["DecryptProxySecretsThroughSecretsManager"], f"{stack}: {list(kms)}"
+    decrypt = kms["DecryptProxySecretsThroughSecretsManager"]
+    assert decrypt["Action"] == "kms:Decrypt"
+    assert decrypt["Resource"] == plan.one(SECRET, "database-app-user").inputs["kmsKeyId"]
+    assert decrypt["Condition"] == {
+        "StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
+    }, f"{stack}: kms:Decrypt not limited to Secrets Manager"
+
+
+@pytest.mark.parametrize(
+    ("stack", "protected"), [("dev", False), ("prod", True)], ids=["dev", "prod"]
+)
+def test_app_user_secret_is_protected_like_the_instance(
+    plans: PlanSet, stack: str, protected: bool
+) -> None:
+    plan = plans.get(stack, 1)
+    secret = plan.one(SECRET, "database-app-user")
+    instance = plan.one(INSTANCE, "database")
+    assert secret.protect is protected is instance.protect, (
+        f"{secret.urn}: protect={secret.protect}, the instance's is {instance.protect}"
+    )
+
+
+def test_existing_instance_app_user_secret_uses_the_master_secrets_key(existing: Plan) -> None:
+    """Fronting an existing instance creates no key: the app-user secret takes the key of the
+    instance's RDS-managed secret, which the proxy role already decrypts through Secrets Manager."""
+    master, app_user = existing.one(PROXY, "database-proxy").inputs["auths"]
+    assert (app_user["username"], app_user["iamAuth"]) == (APP_USER, "REQUIRED")
+    assert app_user["secretArn"] == app_secret_arn(existing)
+    secret = existing.one(SECRET, "database-app-user")
+    statements = proxy_policy(existing)
+    assert statements["ReadProxySecrets"]["Resource"] == [
+        master["secretArn"],
+        app_user["secretArn"],
+    ]
+    decrypt = statements["DecryptProxySecretsThroughSecretsManager"]
+    assert decrypt["Resource"] == secret.inputs["kmsKeyId"], secret.urn
+    assert secret.inputs["kmsKeyId"].startswith("arn:aws:kms:us-east-1:123456789012:key/")
+
+
+def test_app_user_must_differ_from_the_master_user() -> None:
+    with pytest.raises(ValueError, match=r"dbAppUsername 'jobstream_admin' is the master user"):
+        run_plan("dev", phase=1, overrides={"jobstream:dbAppUsername": "jobstream_admin"})
