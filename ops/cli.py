@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ops.status",
     "ops.triggers",
     "ops.cost",
+    "ops.db_bootstrap",
 )
 
 
