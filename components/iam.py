@@ -15,12 +15,18 @@ import pulumi_aws as aws
 
 
 def policy_document(
-    parent: pulumi.Resource, statements: Sequence[Mapping[str, Any]]
+    parent: pulumi.Resource,
+    statements: Sequence[Mapping[str, Any]],
+    *,
+    sources: Sequence[pulumi.Input[str]] = (),
 ) -> pulumi.Output[str]:
+    """One IAM JSON document: the ``sources`` documents' statements, then ``statements`` (the
+    data source's ``source_policy_documents``; a statement with the same sid replaces one)."""
     # Output.from_input resolves Outputs nested anywhere in the statements.
     resolved: pulumi.Output[Any] = pulumi.Output.from_input([dict(s) for s in statements])
     return aws.iam.get_policy_document_output(
         statements=resolved,
+        source_policy_documents=pulumi.Output.all(*sources) if sources else None,
         opts=pulumi.InvokeOutputOptions(parent=parent),
     ).json
 

@@ -429,10 +429,13 @@ class Kafka(pulumi.ComponentResource):
     def group_arn(self, group: str) -> pulumi.Output[str]:
         return self._resource_arn("group", group)
 
-    def allow_client(self, name: str, security_group_id: pulumi.Input[str]) -> None:
+    def allow_client(
+        self, name: str, security_group_id: pulumi.Input[str], *, egress: bool = True
+    ) -> None:
         """Open the IAM/TLS port between one client security group and the brokers: an ingress
-        rule on the brokers' group and an egress rule on the client's (separate rule resources,
-        so adding or removing a client never changes the cluster's inputs)."""
+        rule on the brokers' group and, with ``egress``, an egress rule on the client's (separate
+        rule resources, so adding or removing a client never changes the cluster's inputs).
+        Groups this stack does not own (the producers') get no egress rule from it."""
         child = pulumi.ResourceOptions(parent=self)
         aws.vpc.SecurityGroupIngressRule(
             f"{self._name}-from-{name}",
@@ -444,6 +447,8 @@ class Kafka(pulumi.ComponentResource):
             referenced_security_group_id=security_group_id,
             opts=child,
         )
+        if not egress:
+            return
         aws.vpc.SecurityGroupEgressRule(
             f"{self._name}-egress-{name}",
             security_group_id=security_group_id,
@@ -453,13 +458,4 @@ class Kafka(pulumi.ComponentResource):
             to_port=IAM_PORT,
             referenced_security_group_id=self.security_group_id,
             opts=child,
-        )
-
-    def grant_produce(self, name: str, role: aws.iam.Role) -> aws.iam.RolePolicy:
-        """Attach the producer policy (connect, write the jobs topic) to a role."""
-        return aws.iam.RolePolicy(
-            f"{self._name}-produce-{name}",
-            role=role.id,
-            policy=self.producer_policy,
-            opts=pulumi.ResourceOptions(parent=self),
         )

@@ -238,14 +238,16 @@ def _endpoint_list(raw: str) -> tuple[str, ...]:
 _endpoint_list.__doc__ = "list of service names"
 
 
-def _string_list(item: re.Pattern[str], what: str) -> Callable[[str], tuple[str, ...]]:
+def _string_list(
+    item: re.Pattern[str], what: str, *, allow_empty: bool = False
+) -> Callable[[str], tuple[str, ...]]:
     def parse(raw: str) -> tuple[str, ...]:
-        allowed = f"must be a non-empty JSON list of {what}"
+        allowed = f"must be a {'' if allow_empty else 'non-empty '}JSON list of {what}"
         try:
             value = json.loads(raw) if isinstance(raw, str) else raw
         except json.JSONDecodeError:
             raise _InvalidValueError(allowed) from None
-        if not isinstance(value, list) or not value:
+        if not isinstance(value, list) or (not value and not allow_empty):
             raise _InvalidValueError(allowed)
         if not all(isinstance(v, str) and item.match(v) for v in value):
             raise _InvalidValueError(allowed)
@@ -344,6 +346,7 @@ KEYS: tuple[Key, ...] = (
     _kafka("topicRetentionHours", _int(1, 8760), 168, "Retention of the jobs topic."),
     _kafka("deadLetterRetentionHours", _int(1, 8760), 336, "Retention of the dead-letter topic."),
     _kafka("consumerGroup", _pattern(_RESOURCE_NAME, "must be a consumer group name (letters, digits, . _ -)"), "jobstream-ml", "Consumer group of the ML service."),
+    _kafka("producerSecurityGroupIds", _string_list(re.compile(r"^sg-[0-9a-f]{8,17}$"), "security group ids (sg-...)", allow_empty=True), (), "Security groups of the producers (outside this stack) admitted to the brokers."),
     _svc("consumerDesiredCount", _int(0, 100), 1, "Tasks of the Kafka consumer service."),
     _svc("consumerMinCount", _int(0, 100), 1, "Auto scaling floor."),
     _svc("consumerMaxCount", _int(1, 100), 4, "Auto scaling ceiling; <= topicPartitions (more tasks would idle)."),
@@ -441,6 +444,7 @@ class KafkaConfig:
     topic_retention_hours: int
     dead_letter_retention_hours: int
     consumer_group: str
+    producer_security_group_ids: tuple[str, ...] = ()
 
     @property
     def dead_letter_topic_name(self) -> str:
@@ -730,6 +734,7 @@ def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> St
             topic_retention_hours=v["topicRetentionHours"],
             dead_letter_retention_hours=v["deadLetterRetentionHours"],
             consumer_group=v["consumerGroup"],
+            producer_security_group_ids=tuple(v["producerSecurityGroupIds"]),
         ),
         consumer=ConsumerServiceConfig(
             desired_count=v["consumerDesiredCount"],

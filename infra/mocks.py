@@ -303,6 +303,10 @@ def _policy_document(_m: PlanMocks, args: dict[str, Any]) -> dict[str, Any]:
 
 def render_policy_document(args: Mapping[str, Any]) -> dict[str, Any]:
     statements: list[dict[str, Any]] = []
+    # source_policy_documents come first; a statement of this document with the same Sid
+    # replaces the source's (the provider's merge rule).
+    for source in args.get("sourcePolicyDocuments") or []:
+        statements.extend(json.loads(source).get("Statement", []))
     for st in args.get("statements") or []:
         out: dict[str, Any] = {}
         if st.get("sid"):
@@ -329,7 +333,13 @@ def render_policy_document(args: Mapping[str, Any]) -> dict[str, Any]:
             for c in conditions:
                 cond.setdefault(c["test"], {})[c["variable"]] = _one_or_many(list(c["values"]))
             out["Condition"] = cond
-        statements.append(out)
+        same_sid = [
+            i for i, x in enumerate(statements) if "Sid" in out and x.get("Sid") == out["Sid"]
+        ]
+        if same_sid:
+            statements[same_sid[0]] = out
+        else:
+            statements.append(out)
     return {"Version": args.get("version") or "2012-10-17", "Statement": statements}
 
 

@@ -71,6 +71,10 @@ class Names:
     def kafka_cluster(self) -> str:
         return f"{self.prefix}-kafka"
 
+    @property
+    def producer_policy(self) -> str:
+        return f"{self.prefix}-producer"
+
     # monitoring
     @property
     def alert_topic(self) -> str:

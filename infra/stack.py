@@ -30,6 +30,7 @@ from components.monitoring import (
     ServiceMonitoring,
 )
 from components.network import Network, NetworkArgs
+from components.producer_access import ProducerAccess, ProducerAccessArgs
 from components.routing import RoutingArgs, RoutingParameter
 from infra.config import StackConfig
 from infra.naming import Names
@@ -60,15 +61,16 @@ def build(cfg: StackConfig) -> None:
     jobs = _job_queue(ctx) if ctx.phase.has(ResourceGroup.JOB_QUEUE) else None
     database = _database(ctx, network)
     batch = _batch(ctx, network, jobs, database) if ctx.phase.has(ResourceGroup.BATCH) else None
-    kafka = _kafka(ctx, network, batch) if ctx.phase.has(ResourceGroup.KAFKA) else None
+    kafka = _kafka(ctx, network) if ctx.phase.has(ResourceGroup.KAFKA) else None
     consumer = (
         _consumer_service(ctx, network, kafka, database)
         if ctx.phase.has(ResourceGroup.CONSUMER_SERVICE)
         else None
     )
     routing = _routing(ctx, jobs, kafka, batch, consumer)
+    producers = _producers(ctx, jobs, kafka, routing)
     monitoring = _monitoring(ctx)
-    del network, jobs, database, batch, kafka, consumer, routing, monitoring
+    del network, jobs, database, batch, kafka, consumer, routing, producers, monitoring
 
 
 def _network(ctx: Context) -> Network:
@@ -201,7 +203,7 @@ def _batch(ctx: Context, network: Network, jobs: JobQueue | None, database: Data
     return component
 
 
-def _kafka(ctx: Context, network: Network, batch: Batch | None) -> Kafka:
+def _kafka(ctx: Context, network: Network) -> Kafka:
     cfg, names, k = ctx.cfg, ctx.names, ctx.cfg.kafka
     # Present from phase 2 with the same inputs in every phase: clients are added and removed
     # as separate security-group rules and role policies, never as cluster inputs.
@@ -237,10 +239,11 @@ def _kafka(ctx: Context, network: Network, batch: Batch | None) -> Kafka:
         ),
         ctx.opts,
     )
-    if batch is not None:
-        # The producers run in the Batch jobs (and the backends, outside this stack).
-        kafka.allow_client("batch", batch.security_group_id)
-        kafka.grant_produce("batch", batch.job_role)
+    # The producers (the backend API) live outside this stack: their security groups are
+    # admitted here, their roles attach the producer policy (see _producers). The Batch jobs
+    # consume SQS only and get no Kafka access.
+    for i, group_id in enumerate(k.producer_security_group_ids):
+        kafka.allow_client(f"producer-{i}", group_id, egress=False)
     pulumi.export("clusterArn", kafka.cluster_arn)
     pulumi.export("bootstrapBrokers", kafka.bootstrap_brokers)
     pulumi.export("topic", kafka.topic_name)
@@ -332,6 +335,24 @@ def _routing(
         routing.grant_read("consumer", consumer.task_role)
     pulumi.export("routingParameter", routing.parameter_name)
     return routing
+
+
+def _producers(
+    ctx: Context, jobs: JobQueue | None, kafka: Kafka | None, routing: RoutingParameter
+) -> ProducerAccess:
+    access = ProducerAccess(
+        "producers",
+        ProducerAccessArgs(
+            policy_name=ctx.names.producer_policy,
+            routing_parameter_arn=routing.parameter_arn,
+            queue_arn=jobs.queue_arn if jobs else None,
+            queue_kms_key_arn=ctx.cfg.queue.kms_key_arn if jobs else None,
+            kafka_producer_policy=kafka.producer_policy if kafka else None,
+        ),
+        ctx.opts,
+    )
+    pulumi.export("producerPolicyArn", access.policy_arn)
+    return access
 
 
 def _monitoring(ctx: Context) -> Monitoring:

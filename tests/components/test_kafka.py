@@ -259,9 +259,10 @@ def test_broker_security_group_has_no_inline_rules(dev3: Plan) -> None:
     assert not sg.inputs.get("ingress") and not sg.inputs.get("egress"), sg.urn
 
 
-@pytest.mark.parametrize(
-    ("phase", "clients"), [(2, {"batch"}), (3, {"batch", "consumer"}), (5, {"consumer"})]
-)
+PRODUCER_SG = "sg-0123456789abcdef0"
+
+
+@pytest.mark.parametrize(("phase", "clients"), [(2, set()), (3, {"consumer"}), (5, {"consumer"})])
 def test_brokers_admit_9098_only_from_client_security_groups(
     plans: PlanSet, phase: int, clients: set[str]
 ) -> None:
@@ -280,6 +281,23 @@ def test_brokers_admit_9098_only_from_client_security_groups(
     assert {r.name.removeprefix("kafka-egress-") for r in egress} == clients, (
         "every admitted client needs its matching egress rule to the brokers"
     )
+
+
+def test_producer_security_groups_are_admitted_without_touching_their_egress() -> None:
+    plan = run_plan(
+        "dev", phase=2, overrides={"jobstream:producerSecurityGroupIds": f'["{PRODUCER_SG}"]'}
+    )
+    (rule,) = [r for r in plan.of_type(INGRESS) if r.name == "kafka-from-producer-0"]
+    assert rule.inputs["referencedSecurityGroupId"] == PRODUCER_SG, rule.urn
+    assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (IAM_PORT, IAM_PORT), rule.urn
+    egress = [r for r in plan.of_type(EGRESS) if r.inputs["securityGroupId"] == PRODUCER_SG]
+    assert egress == [], "the producers' security groups belong to another stack"
+
+
+def test_batch_jobs_get_no_kafka_access(plans: PlanSet) -> None:
+    plan = plans.get("dev", 3)
+    kafka_grants = [r for r in plan.resources if "batch" in r.name and "kafka" in r.name]
+    assert kafka_grants == [], [r.urn for r in kafka_grants]
 
 
 def test_the_cluster_does_not_depend_on_its_clients(plans: PlanSet) -> None:
@@ -315,9 +333,13 @@ def grants(policy_json: str) -> dict[str, set[str]]:
 
 def test_producer_policy_is_scoped_to_this_cluster_and_the_jobs_topic(dev3: Plan) -> None:
     cluster_arn, jobs, _dlq, _group = arns(dev3)
-    policy = dev3.one(ROLE_POLICY, "kafka-produce-batch")
-    assert policy.inputs["role"] == "batch-job", f"{policy.urn}: not the Batch job role"
-    assert grants(policy.inputs["policy"]) == {
+    policy = dev3.one("aws:iam/policy:Policy", "producers")
+    kafka_grants = {
+        arn: actions
+        for arn, actions in grants(policy.inputs["policy"]).items()
+        if arn.startswith("arn:aws:kafka:")
+    }
+    assert kafka_grants == {
         cluster_arn: {
             "kafka-cluster:Connect",
             "kafka-cluster:DescribeCluster",

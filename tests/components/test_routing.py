@@ -94,9 +94,12 @@ def test_kafka_fields_are_set_exactly_while_the_cluster_exists(
 
 
 @pytest.mark.parametrize(("stack", "n"), STACK_PHASES)
-def test_only_the_batch_job_role_and_the_ecs_task_role_may_read_it(
+def test_only_the_batch_job_role_the_ecs_task_role_and_the_producer_policy_may_read_it(
     plans: PlanSet, stack: str, n: int
 ) -> None:
+    """Inside the stack only the two consumer roles read the parameter; the producers (outside
+    the stack) read it through the one managed policy their owners attach, which no role of
+    this stack has."""
     plan = plans.get(stack, n)
     readers: dict[str, list[str]] = {}
     for resource, _key, doc in iter_policy_documents(plan):
@@ -111,7 +114,10 @@ def test_only_the_batch_job_role_and_the_ecs_task_role_may_read_it(
                 readers.setdefault(resource.inputs.get("role", resource.urn), []).append(
                     resource.urn
                 )
-    expected = set()
+    producer_policy = "urn:pulumi:{0}::jobstream::jobstream:producers:ProducerAccess$aws:iam/policy:Policy::producers"
+    expected = {producer_policy.format(stack)}
+    attachments = plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert not [a.urn for a in attachments if "producer" in str(a.inputs.get("policyArn"))]
     if phase(n).has(ResourceGroup.BATCH):
         expected.add("batch-job")
     if phase(n).has(ResourceGroup.CONSUMER_SERVICE):

@@ -32,6 +32,7 @@ COMPONENT_GROUPS: Mapping[str, ResourceGroup] = {
     "jobstream:kafka:Kafka": ResourceGroup.KAFKA,
     "jobstream:consumer:ConsumerService": ResourceGroup.CONSUMER_SERVICE,
     "jobstream:routing:RoutingParameter": ResourceGroup.ROUTING,
+    "jobstream:producers:ProducerAccess": ResourceGroup.ROUTING,
     "jobstream:monitoring:Monitoring": ResourceGroup.MONITORING,
 }
 CLIENT_TOKENS: Mapping[str, ResourceGroup] = {
