@@ -744,7 +744,7 @@ def print_report(report: Mapping[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
     table = Table(title="jobstream rehearsal: per phase step")
     for column in (
         "step", "phase", "published", "applied", "lost", "applied twice", "dup. suppressed",
