@@ -222,6 +222,41 @@ class CrashAfterApplyLedger:
         self._inner.close()
 
 
+# --------------------------------------------------------------------------- accounting
+
+
+def tally_jobs(
+    steps: list[StepStats],
+    published: Mapping[str, Published],
+    results: Mapping[str, tuple[int, float, str]],
+) -> tuple[dict[int, dict[str, list[float]]], dict[str, list[float]]]:
+    """Count every published job in the step it was published in: applied, lost (no result
+    row), applied twice (more than one result row); returns the latencies (ms) per step and
+    consumer, and per consumer overall."""
+    latencies: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    all_latency: dict[str, list[float]] = defaultdict(list)
+    for job_id, pub in published.items():
+        s = steps[pub.step]
+        s.published += 1
+        got = results.get(job_id)
+        if got is None:
+            s.lost += 1
+            continue
+        rows, applied_at, consumer = got
+        s.applied += 1
+        if rows > 1:
+            s.applied_twice += 1
+        ms = max(0.0, (applied_at - pub.at) * 1000.0)
+        latencies[pub.step][consumer].append(ms)
+        all_latency[consumer].append(ms)
+    return latencies, all_latency
+
+
+def rehearsal_ok(steps: list[StepStats]) -> bool:
+    """The verdict (and the exit status): no job lost, none applied twice."""
+    return all(s.lost == 0 and s.applied_twice == 0 for s in steps)
+
+
 # --------------------------------------------------------------------------- the rehearsal
 
 
@@ -578,24 +613,9 @@ class Rehearsal:
         steps: list[StepStats] = [
             StepStats(step=i + 1, phase=n) for i, n in enumerate(self.config.steps)
         ]
-        latencies: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        all_latency: dict[str, list[float]] = defaultdict(list)
         with self._pub_lock:
             published = dict(self.published)
-        for job_id, pub in published.items():
-            s = steps[pub.step]
-            s.published += 1
-            got = results.get(job_id)
-            if got is None:
-                s.lost += 1
-                continue
-            rows, applied_at, consumer = got
-            s.applied += 1
-            if rows > 1:
-                s.applied_twice += 1
-            ms = max(0.0, (applied_at - pub.at) * 1000.0)
-            latencies[pub.step][consumer].append(ms)
-            all_latency[consumer].append(ms)
+        latencies, all_latency = tally_jobs(steps, published, results)
         snaps = [*self._snapshots[1:], self._final_snapshot]
         for i, s in enumerate(steps):
             before, after = (
@@ -610,8 +630,7 @@ class Rehearsal:
                 route: {"p50": _percentile(v, 50), "p99": _percentile(v, 99)}
                 for route, v in sorted(latencies[i].items())
             }
-        lost = sum(s.lost for s in steps)
-        twice = sum(s.applied_twice for s in steps)
+        lost, twice = sum(s.lost for s in steps), sum(s.applied_twice for s in steps)
         matches = sum(s.verify_matches for s in steps)
         mismatches = sum(s.verify_mismatches for s in steps)
         summary = {
@@ -640,7 +659,7 @@ class Rehearsal:
             "elapsed_seconds": round(elapsed, 1),
         }
         return {
-            "ok": lost == 0 and twice == 0,
+            "ok": rehearsal_ok(steps),
             "config": asdict(self.config),
             "phases": [{**asdict(s), "verify_parity": s.parity} for s in steps],
             "summary": summary,
