@@ -25,6 +25,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.iam import assume_role_policy, policy_document
+from components.kms import customer_managed_key
 
 POSTGRES_PORT = 5432
 ENGINE = "postgres"
@@ -121,18 +122,12 @@ class Database(pulumi.ComponentResource):
         secret_kms_key_arn: pulumi.Input[str]
         target_security_group_ids: list[pulumi.Input[str]]
         if args.existing_instance_id is None:
-            key = aws.kms.Key(
+            key = customer_managed_key(
+                self,
                 f"{name}-key",
+                alias=args.instance_identifier,
                 description=f"{args.instance_identifier}: storage and master secret",
-                enable_key_rotation=True,
-                deletion_window_in_days=30,
-                opts=stateful,
-            )
-            aws.kms.Alias(
-                f"{name}-key",
-                name=f"alias/{args.instance_identifier}",
-                target_key_id=key.key_id,
-                opts=child,
+                protect=args.protect,
             )
             instance, db_sg = self._instance(name, args, key, proxy_sg)
             self.instance_identifier = args.instance_identifier

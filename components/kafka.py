@@ -27,6 +27,7 @@ import pulumi_aws as aws
 import pulumi_kafka as kafka
 
 from components.iam import policy_document
+from components.kms import customer_managed_key
 
 IAM_PORT = 9098
 """MSK's port for SASL/IAM over TLS."""
@@ -272,18 +273,11 @@ class Kafka(pulumi.ComponentResource):
         child: pulumi.ResourceOptions,
         stateful: pulumi.ResourceOptions,
     ) -> aws.msk.Cluster:
-        key = aws.kms.Key(
+        key = customer_managed_key(
+            self,
             f"{name}-at-rest",
+            alias=args.cluster_name,
             description=f"{args.cluster_name}: MSK encryption at rest",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            opts=child,
-        )
-        aws.kms.Alias(
-            f"{name}-at-rest",
-            name=f"alias/{args.cluster_name}",
-            target_key_id=key.key_id,
-            opts=child,
         )
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-brokers",

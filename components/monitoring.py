@@ -26,6 +26,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.iam import policy_document, service_principal
+from components.kms import customer_managed_key
 from messaging import metrics as m
 
 # Namespaces of the AWS metrics watched here.
@@ -466,19 +467,12 @@ class Monitoring(pulumi.ComponentResource):
         account = aws.get_caller_identity_output(opts=invoke).account_id
         partition = aws.get_partition_output(opts=invoke).partition
 
-        key = aws.kms.Key(
+        key = customer_managed_key(
+            self,
             f"{name}-alerts",
+            alias=args.alert_topic_name,
             description=f"{args.alert_topic_name}: alert topic encryption",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
             policy=self._key_policy(account, partition),
-            opts=child,
-        )
-        aws.kms.Alias(
-            f"{name}-alerts",
-            name=f"alias/{args.alert_topic_name}",
-            target_key_id=key.key_id,
-            opts=child,
         )
         topic = aws.sns.Topic(
             f"{name}-alerts",
