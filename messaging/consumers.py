@@ -172,6 +172,7 @@ class SqsConsumer:
         idle_sleep: float = 1.0,
         verify_retry_seconds: int = 5,
         error_retry_seconds: int = 0,
+        error_backoff: float = 1.0,
     ) -> None:
         self._sqs = sqs
         self._routing = routing
@@ -181,6 +182,7 @@ class SqsConsumer:
         self._idle = idle_sleep
         self._verify_retry = verify_retry_seconds
         self._error_retry = error_retry_seconds
+        self._error_backoff = error_backoff
         self._queue_attrs: dict[str, tuple[int, int | None]] = {}
 
     def _attributes(self, queue_url: str) -> tuple[int, int | None]:
@@ -195,8 +197,15 @@ class SqsConsumer:
         return self._queue_attrs[queue_url]
 
     def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set. An unexpected error (SQS after botocore's retries, the
+        database) is logged and the loop goes on after ``error_backoff``; the message it
+        concerned was not deleted, so it comes back after its visibility timeout."""
         while not stop.is_set():
-            self.poll_once(stop)
+            try:
+                self.poll_once(stop)
+            except Exception:
+                log.exception("sqs consumer: poll failed; retrying")
+                stop.wait(self._error_backoff)
 
     def poll_once(self, stop: threading.Event) -> int:
         """One receive (long poll) and the processing of what it returned; returns the count."""
@@ -286,6 +295,7 @@ class KafkaConsumer:
         idle_sleep: float = 1.0,
         verify_wait: float = 10.0,
         handler_attempts: int = 3,
+        error_backoff: float = 1.0,
     ) -> None:
         self._routing = routing
         self.processor = processor
@@ -295,6 +305,7 @@ class KafkaConsumer:
         self._idle = idle_sleep
         self._verify_wait = verify_wait
         self._handler_attempts = handler_attempts
+        self._error_backoff = error_backoff
         self._consumer: Consumer | None = None
         self._topic: str | None = None
         self.committed = 0
@@ -317,9 +328,21 @@ class KafkaConsumer:
             self._topic = None
 
     def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set, then close (every processed message is committed).
+
+        An unexpected error (the database, the broker) is logged; the client is closed and
+        reopened after ``error_backoff``, so reading resumes from the committed offset and
+        the message is processed again (the ledger makes that safe)."""
         try:
             while not stop.is_set():
-                self.poll_once(stop)
+                try:
+                    self.poll_once(stop)
+                except Exception:
+                    log.exception(
+                        "kafka consumer: processing failed; resuming from the committed offset"
+                    )
+                    self._close()
+                    stop.wait(self._error_backoff)
         finally:
             self._close()
 

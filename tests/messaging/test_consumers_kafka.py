@@ -164,3 +164,43 @@ def test_sigterm_stops_the_consumer_after_committing_the_current_job(rig_factory
         signal.signal(signal.SIGINT, previous[1])
     assert not worker.is_alive()
     assert rig.committed() == 1
+
+
+class FailOnceLedger:
+    """A ledger whose first apply fails as if the database connection dropped."""
+
+    def __init__(self, inner: SqliteLedger) -> None:
+        self.inner = inner
+        self.failures = 0
+
+    def apply(self, job_id: str, digest: str, consumer: str, result: Mapping[str, Any]) -> bool:
+        if not self.failures:
+            self.failures += 1
+            raise ConnectionError("database connection lost")
+        return self.inner.apply(job_id, digest, consumer, result)
+
+    def digest_of(self, job_id: str) -> str | None:
+        return self.inner.digest_of(job_id)
+
+    def applied_count(self) -> int:
+        return self.inner.applied_count()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_database_failure_is_retried_from_the_committed_offset(rig_factory: Any) -> None:
+    rig: Rig = rig_factory(4)
+    flaky = FailOnceLedger(rig.ledger)
+    rig.consumer.processor.ledger = flaky
+    rig.publisher.publish(rig.topic, _job("job-1", ("kafka",)))
+    stop = threading.Event()
+    worker = threading.Thread(target=rig.consumer.run, args=(stop,))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while rig.ledger.digest_of("job-1") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    worker.join(10)
+    assert flaky.failures == 1
+    assert (rig.ledger.applied_count(), rig.committed()) == (1, 1)

@@ -137,3 +137,28 @@ def test_verify_mode_keeps_an_unapplied_job_in_the_queue(aws_local: Aws, tmp_pat
     message["ReceiptHandle"] = received["ReceiptHandle"]
     assert consumer.handle(url, message, "verify") is Outcome.PENDING
     assert _depth(sqs, url) == 1
+
+
+def test_database_failure_leaves_the_message_for_redelivery(aws_local: Aws, tmp_path: Path) -> None:
+    sqs, url, _, consumer, ledger, _ = _setup(aws_local, tmp_path, visibility=1)
+    real_apply = ledger.apply
+    failures: list[str] = []
+
+    def apply_failing_once(*args: Any) -> bool:
+        if not failures:
+            failures.append("database connection lost")
+            raise ConnectionError(failures[0])
+        return real_apply(*args)
+
+    ledger.apply = apply_failing_once  # type: ignore[method-assign]
+    SqsPublisher(sqs).publish(url, _job())
+    stop = threading.Event()
+    worker = threading.Thread(target=consumer.run, args=(stop,))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while ledger.digest_of("job-1") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    worker.join(10)
+    assert (len(failures), ledger.applied_count()) == (1, 1)
+    assert _depth(sqs, url) == 0

@@ -134,7 +134,7 @@ def test_dual_write_over_real_routes_survives_a_kafka_outage(
     sqs_client = aws_local.client("sqs")
     url = sqs_client.create_queue(QueueName="jobs")["QueueUrl"]
     kafka = KafkaPublisher(
-        producer_config(f"127.0.0.1:{proxy.port}", delivery_timeout_ms=1500)
+        producer_config(f"127.0.0.1:{proxy.port}", delivery_timeout_ms=1500, extra={"log_level": 0})
     )  # proxy never opened: the broker is unreachable
     routing: Routing = routing_for(2, queue_url=url, topic=topic_name)
     repair = RepairLog()

@@ -68,7 +68,9 @@ def test_batch_returns_after_every_delivery_is_confirmed(
 def test_unreachable_broker_fails_the_publish_after_the_delivery_timeout() -> None:
     from messaging.local import free_port
 
-    config = producer_config(f"127.0.0.1:{free_port()}", delivery_timeout_ms=1000)
+    config = producer_config(
+        f"127.0.0.1:{free_port()}", delivery_timeout_ms=1000, extra={"log_level": 0}
+    )
     metrics = InMemoryMetrics()
     with pytest.raises(PublishError, match="1 message"):
         KafkaPublisher(config, metrics=metrics).publish("t", Envelope.new("embed", {}))
