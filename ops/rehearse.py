@@ -57,7 +57,7 @@ from messaging.local import (
     free_port,
     use_dummy_aws_credentials,
 )
-from messaging.metrics import InMemoryMetrics
+from messaging.metrics import CloudWatchMetrics, InMemoryMetrics, TeeMetrics
 from messaging.publishers import (
     KafkaPublisher,
     PublishError,
@@ -272,6 +272,7 @@ class Rehearsal:
         self.config = config
         self._progress = on_progress or (lambda _msg: None)
         self.metrics = InMemoryMetrics()
+        self.sink: m.MetricsSink = self.metrics
         self.published: dict[str, Published] = {}
         self._pub_lock = threading.Lock()
         self.step_index = 0
@@ -373,7 +374,7 @@ class Rehearsal:
     def _make_sqs_consumer(self) -> SqsConsumer:
         ledger = CrashAfterApplyLedger(self.store.new_ledger(), self._sqs_crash)
         reader = RoutingReader(self.ssm, self.parameter, ttl=self.config.routing_ttl)
-        processor = JobProcessor("sqs", self._handler("sqs", None), ledger, self.metrics)
+        processor = JobProcessor("sqs", self._handler("sqs", None), ledger, self.sink)
         return SqsConsumer(self.sqs, reader, processor, wait_seconds=1, idle_sleep=0.2)
 
     def _make_kafka_consumer(self) -> KafkaConsumer:
@@ -386,7 +387,7 @@ class Rehearsal:
             "kafka",
             self._handler("kafka", self._kafka_crash),
             self.store.new_ledger(),
-            self.metrics,
+            self.sink,
         )
         return KafkaConsumer(
             reader,
@@ -531,6 +532,10 @@ class Rehearsal:
         from messaging.kafka import ensure_topics, producer_config
 
         self.sqs = aws.client("sqs", region=REGION, endpoint_url=endpoint)
+        # every metric goes to moto's CloudWatch too, through the production emitter
+        self.cloudwatch = aws.client("cloudwatch", region=REGION, endpoint_url=endpoint)
+        self.cw_metrics = CloudWatchMetrics(self.cloudwatch, STACK, interval=5.0)
+        self.sink = TeeMetrics(self.metrics, self.cw_metrics)
         self.ssm = aws.client("ssm", region=REGION, endpoint_url=endpoint)
         self.dlq_url = self.sqs.create_queue(QueueName="jobstream-jobs-dlq")["QueueUrl"]
         dlq_arn = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
@@ -558,13 +563,13 @@ class Rehearsal:
         self.repair_log = RepairLog(workdir / "repair.jsonl")
         kafka = KafkaPublisher(
             producer_config(self.bootstrap, delivery_timeout_ms=1500, extra=self._kafka_extra()),
-            metrics=self.metrics,
+            metrics=self.sink,
         )
         self.publisher = RoutedPublisher(
             RoutingReader(self.ssm, self.parameter, ttl=self.config.routing_ttl),
-            {"sqs": SqsPublisher(self.sqs, metrics=self.metrics), "kafka": kafka},
+            {"sqs": SqsPublisher(self.sqs, metrics=self.sink), "kafka": kafka},
             repair_log=self.repair_log,
-            metrics=self.metrics,
+            metrics=self.sink,
             secondary_attempts=2,
         )
         threads = [
@@ -599,16 +604,40 @@ class Rehearsal:
         for t in threads:
             t.join(30)
         self.publisher.close()
+        self.cw_metrics.close()
+        cw_applied = self._cloudwatch_sum(m.JOBS_APPLIED, ("sqs", "kafka"))
         elapsed = time.monotonic() - started
         dlq_depth = int(
             self.sqs.get_queue_attributes(
                 QueueUrl=self.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
             )["Attributes"]["ApproximateNumberOfMessages"]
         )
-        return self._report(elapsed, dlq_depth)
+        return self._report(elapsed, dlq_depth, cw_applied)
+
+    def _cloudwatch_sum(self, name: str, consumers: tuple[str, ...]) -> float:
+        """Read a counter back from (moto's) CloudWatch: proves the emitter's batches landed."""
+        import datetime as dt
+
+        now = dt.datetime.now(dt.UTC)
+        total = 0.0
+        for consumer in consumers:
+            stats = self.cloudwatch.get_metric_statistics(
+                Namespace=m.NAMESPACE,
+                MetricName=name,
+                Dimensions=[
+                    {"Name": m.DIM_STACK, "Value": STACK},
+                    {"Name": m.DIM_CONSUMER, "Value": consumer},
+                ],
+                StartTime=now - dt.timedelta(hours=1),
+                EndTime=now + dt.timedelta(minutes=5),
+                Period=3600,
+                Statistics=["Sum"],
+            )
+            total += sum(p.get("Sum", 0.0) for p in stats["Datapoints"])
+        return total
 
     # ----------------------------------------------------------------- report
-    def _report(self, elapsed: float, dlq_depth: int) -> dict[str, Any]:
+    def _report(self, elapsed: float, dlq_depth: int, cw_applied: float) -> dict[str, Any]:
         results = self.store.results()
         steps: list[StepStats] = [
             StepStats(step=i + 1, phase=n) for i, n in enumerate(self.config.steps)
@@ -656,6 +685,9 @@ class Rehearsal:
                 for route, v in sorted(all_latency.items())
             },
             "ledger": self.store.kind,
+            "jobs_applied_metric": int(self.metrics.total(m.JOBS_APPLIED)),
+            "cloudwatch_jobs_applied": int(cw_applied),
+            "cloudwatch_batches_dropped": self.cw_metrics.dropped_batches,
             "elapsed_seconds": round(elapsed, 1),
         }
         return {
@@ -691,6 +723,11 @@ def register(subparsers: Any) -> None:
         "--rate", type=float, default=d.rate, help="jobs published per second (default %(default)s)"
     )
     parser.add_argument(
+        "--jobs-per-phase",
+        type=int,
+        help="jobs to publish in each phase step (sets --rate to this / --phase-seconds)",
+    )
+    parser.add_argument(
         "--batch", type=int, default=d.batch, help="jobs per publish call (default %(default)s)"
     )
     parser.add_argument(
@@ -723,7 +760,7 @@ def register(subparsers: Any) -> None:
 def config_from_args(args: argparse.Namespace) -> RehearsalConfig:
     return RehearsalConfig(
         phase_seconds=args.phase_seconds,
-        rate=args.rate,
+        rate=args.rate if args.jobs_per_phase is None else args.jobs_per_phase / args.phase_seconds,
         batch=args.batch,
         work_ms=args.work_ms,
         outage=args.outage,

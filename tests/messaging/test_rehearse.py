@@ -52,3 +52,9 @@ def test_broker_outage_is_repaired_from_the_repair_log(report: dict[str, Any]) -
 def test_verify_mode_reports_full_parity(report: dict[str, Any]) -> None:
     assert report["summary"]["verify_matches"] > 0
     assert report["summary"]["verify_parity"] == 1.0
+
+
+def test_metrics_reach_cloudwatch_through_the_buffered_emitter(report: dict[str, Any]) -> None:
+    summary = report["summary"]
+    assert summary["cloudwatch_batches_dropped"] == 0
+    assert summary["cloudwatch_jobs_applied"] == summary["jobs_applied_metric"] > 0
