@@ -11,7 +11,6 @@ change never replaces the compute environment.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,6 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.container_roles import ecs_tasks_role, task_execution_role
 from components.iam import assume_role_policy, policy_document
 
 HTTPS_PORT = 443
@@ -46,11 +46,6 @@ EXIT_ON_EVERYTHING_ELSE: Mapping[str, str] = {"action": "EXIT", "on_reason": "*"
 """Anything else, above all a non-zero exit of the application and the attempt timeout, fails
 the job at once: rerunning a job the application rejected would only repeat the failure."""
 
-_ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
-    r"(?P<repo>[a-z0-9._/-]+?)(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$"
-)
-
 
 class ComputeType(StrEnum):
     FARGATE = "FARGATE"
@@ -61,14 +56,6 @@ class ComputeType(StrEnum):
     @property
     def is_fargate(self) -> bool:
         return self in (ComputeType.FARGATE, ComputeType.FARGATE_SPOT)
-
-
-def ecr_repository_arn(image: str, partition: str = "aws") -> str | None:
-    """The ECR repository ARN of a private ECR image reference; None for any other registry."""
-    match = _ECR_IMAGE.match(image)
-    if match is None:
-        return None
-    return f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
 
 
 @dataclass(frozen=True)
@@ -168,14 +155,22 @@ class Batch(pulumi.ComponentResource):
         )
         self.log_group_name = log_group.name
 
-        self.execution_role = self._execution_role(name, args, log_group)
-        self.job_role = aws.iam.Role(
+        self.execution_role = task_execution_role(
+            self,
+            f"{name}-execution",
+            account=self._account,
+            image=args.image,
+            log_group_arn=log_group.arn,
+            description=f"{args.job_definition_name}: pull the image, write the job logs",
+            logs_sid="WriteJobLogs",
+            login_sid="EcrLogin",
+            pull_actions=("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"),
+        )
+        self.job_role = ecs_tasks_role(
+            self,
             f"{name}-job",
+            account=self._account,
             description=f"{args.job_definition_name}: the ML job itself",
-            assume_role_policy=assume_role_policy(
-                self, "ecs-tasks.amazonaws.com", source_account=self._account
-            ),
-            opts=child,
         )
 
         compute = self._compute_environment(name, args, sg)
@@ -207,48 +202,6 @@ class Batch(pulumi.ComponentResource):
                 "logGroupName": self.log_group_name,
             }
         )
-
-    # ---- roles -------------------------------------------------------------------------------
-
-    def _execution_role(
-        self, name: str, args: BatchArgs, log_group: aws.cloudwatch.LogGroup
-    ) -> aws.iam.Role:
-        child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            f"{name}-execution",
-            description=f"{args.job_definition_name}: pull the image, write the job logs",
-            assume_role_policy=assume_role_policy(
-                self, "ecs-tasks.amazonaws.com", source_account=self._account
-            ),
-            opts=child,
-        )
-        statements: list[dict[str, Any]] = [
-            {
-                "sid": "WriteJobLogs",
-                "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "resources": [log_group.arn.apply(lambda a: f"{a}:log-stream:*")],
-            }
-        ]
-        repository = ecr_repository_arn(args.image)
-        if repository is not None:
-            statements += [
-                {
-                    "sid": "PullImage",
-                    "actions": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                    "resources": [repository],
-                },
-                {
-                    # ecr:GetAuthorizationToken has no resource-level permissions: AWS accepts
-                    # only "*" for it (the token alone reaches no repository).
-                    "sid": "EcrLogin",
-                    "actions": ["ecr:GetAuthorizationToken"],
-                    "resources": ["*"],
-                },
-            ]
-        aws.iam.RolePolicy(
-            f"{name}-execution", role=role.id, policy=policy_document(self, statements), opts=child
-        )
-        return role
 
     # ---- compute -----------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ task definition is the same in every phase: a phase change never redeploys the s
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,7 +21,7 @@ from enum import StrEnum
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import assume_role_policy, policy_document
+from components.container_roles import ecs_tasks_role, task_execution_role
 
 CONTAINER_NAME = "consumer"
 STOP_TIMEOUT_SECONDS = 120
@@ -32,26 +31,11 @@ POSTGRES_PORT = 5432
 SCALE_OUT_COOLDOWN_SECONDS = 60
 SCALE_IN_COOLDOWN_SECONDS = 300
 
-_ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
-    r"(?P<repository>[a-z0-9._/-]+?)(:[\w.-]+)?(@sha256:[a-f0-9]{64})?$"
-)
-
 
 class ScalingMetric(StrEnum):
     CONSUMER_LAG = "consumer-lag"
     """Offset lag of the group divided by the running tasks (MSK provisioned publishes lag)."""
     CPU = "cpu"
-
-
-def ecr_repository_arn(image: str, partition: str = "aws") -> str | None:
-    """The ECR repository ARN of an ECR image reference; None for any other registry."""
-    match = _ECR_IMAGE.match(image)
-    if match is None:
-        return None
-    return (
-        f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
-    )
 
 
 @dataclass(frozen=True)
@@ -115,55 +99,15 @@ class ConsumerService(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self)
         ).account_id
 
-        # Execution role: pull the image, write the logs.
-        execution_role = aws.iam.Role(
+        execution_role = task_execution_role(
+            self,
             f"{name}-execution",
-            assume_role_policy=assume_role_policy(
-                self, "ecs-tasks.amazonaws.com", source_account=account
-            ),
-            opts=child,
+            account=account,
+            image=args.image,
+            log_group_arn=log_group.arn,
         )
-        pull: list[dict[str, object]] = [
-            {
-                "sid": "WriteLogs",
-                "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "resources": [log_group.arn.apply(lambda a: f"{a}:log-stream:*")],
-            }
-        ]
-        repository = ecr_repository_arn(args.image)
-        if repository is not None:
-            pull += [
-                {
-                    "sid": "PullImage",
-                    "actions": [
-                        "ecr:BatchCheckLayerAvailability",
-                        "ecr:BatchGetImage",
-                        "ecr:GetDownloadUrlForLayer",
-                    ],
-                    "resources": [repository],
-                },
-                {
-                    # GetAuthorizationToken has no resource-level permissions.
-                    "sid": "RegistryLogin",
-                    "actions": ["ecr:GetAuthorizationToken"],
-                    "resources": ["*"],
-                },
-            ]
-        aws.iam.RolePolicy(
-            f"{name}-execution",
-            role=execution_role.id,
-            policy=policy_document(self, pull),
-            opts=child,
-        )
-
         # Task role: what the consumer itself may do.
-        task_role = aws.iam.Role(
-            f"{name}-task",
-            assume_role_policy=assume_role_policy(
-                self, "ecs-tasks.amazonaws.com", source_account=account
-            ),
-            opts=child,
-        )
+        task_role = ecs_tasks_role(self, f"{name}-task", account=account)
         aws.iam.RolePolicy(
             f"{name}-kafka", role=task_role.id, policy=args.kafka_consumer_policy, opts=child
         )

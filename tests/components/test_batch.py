@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from components.batch import ComputeType, ecr_repository_arn
+from components.batch import ComputeType
+from components.container_roles import ecr_repository_arn
 from infra.config import ComputeType as ConfigComputeType
 from infra.plan import Plan, PlanSet, diff_plans, iter_policy_documents, run_plan
 from tests.components.conftest import (

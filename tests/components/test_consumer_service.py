@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.consumer_service import ecr_repository_arn
+from components.container_roles import ecr_repository_arn
 from infra import mocks
 from infra.mocks import ACCOUNT_ID
 from infra.naming import Names
