@@ -80,7 +80,9 @@ class MotoServer:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MotoServer:
-        exe = shutil.which("moto_server") or str(_bin_dir() / "moto_server")
+        # the moto of this interpreter's environment first (PATH may hold another moto)
+        local = _bin_dir() / "moto_server"
+        exe = str(local) if local.exists() else shutil.which("moto_server") or "moto_server"
         self._proc = subprocess.Popen(
             [exe, "-H", HOST, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,

@@ -222,9 +222,9 @@ class CloudWatchMetrics:
             try:
                 self._cw.put_metric_data(Namespace=self._namespace, MetricData=batch)
                 self.sent_batches += 1
-            except Exception:
+            except Exception as exc:
                 self.dropped_batches += 1
-                log.warning("dropping %d metric data after PutMetricData failed", len(batch))
+                log.warning("dropping %d metric data: PutMetricData failed: %r", len(batch), exc)
 
     def _loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
