@@ -102,11 +102,23 @@ class ConsumerLagMonitoring:
     topic: str
     lag_threshold: int
 
+    @property
+    def dimensions(self) -> dict[str, str]:
+        return {
+            "Cluster Name": self.cluster_name,
+            "Consumer Group": self.consumer_group,
+            "Topic": self.topic,
+        }
+
 
 @dataclass(frozen=True)
 class ServiceMonitoring:
     cluster_name: str
     service_name: str
+
+    @property
+    def dimensions(self) -> dict[str, str]:
+        return {"ClusterName": self.cluster_name, "ServiceName": self.service_name}
 
 
 @dataclass(frozen=True)
@@ -162,14 +174,14 @@ class AlarmSpec:
     slug: str
     """Logical and physical name suffix, e.g. ``sqs-queue-depth``."""
     description: str
-    comparison: str
     threshold: float
     evaluation_periods: int
-    datapoints_to_alarm: int
+    """The alarm fires when every one of these periods breaches (datapoints to alarm = this)."""
     metric: Metric | None = None
     expression: str | None = None
     """Metric math over ``inputs`` (ids m0, m1, ...); the alarm watches the expression."""
     inputs: tuple[Metric, ...] = ()
+    comparison: str = "GreaterThanThreshold"
     treat_missing_data: str = "notBreaching"
     notify_ok: bool = True
 
@@ -187,9 +199,7 @@ def queue_alarms(q: QueueMonitoring) -> list[AlarmSpec]:
             f"More than {q.depth_threshold} jobs waiting in {q.queue_name} for "
             f"{QUEUE_EVALUATION_MINUTES} minutes: Batch is not keeping up (check the pipe and "
             "the compute environment).",
-            "GreaterThanThreshold",
             q.depth_threshold,
-            periods,
             periods,
             metric=Metric(SQS_NS, "ApproximateNumberOfMessagesVisible", queue, "Maximum", 300),
         ),
@@ -197,9 +207,7 @@ def queue_alarms(q: QueueMonitoring) -> list[AlarmSpec]:
             "sqs-oldest-message-age",
             f"The oldest job in {q.queue_name} is older than {q.age_threshold_seconds} s: jobs "
             "are not being picked up.",
-            "GreaterThanThreshold",
             q.age_threshold_seconds,
-            periods,
             periods,
             metric=Metric(SQS_NS, "ApproximateAgeOfOldestMessage", queue, "Maximum", 300),
         ),
@@ -207,9 +215,7 @@ def queue_alarms(q: QueueMonitoring) -> list[AlarmSpec]:
             "sqs-dead-letters",
             f"Jobs are in the dead-letter queue {q.dead_letter_queue_name}: inspect them and "
             "redrive once the cause is fixed.",
-            "GreaterThanThreshold",
             0,
-            1,
             1,
             metric=Metric(
                 SQS_NS,
@@ -237,9 +243,7 @@ def trigger_alarms(t: MigrationTriggers) -> list[AlarmSpec]:
             f"sent to {t.queue_name} on each of the last {t.sustained_days} days. SQS + Batch "
             "has reached the load the migration was planned for: run `jobstream triggers` to "
             "review, then plan the move to the next phase (docs/monitoring.md).",
-            "GreaterThanThreshold",
             t.jobs_per_day,
-            t.sustained_days,
             t.sustained_days,
             expression="FILL(m0, 0)",
             inputs=(sent,),
@@ -251,9 +255,7 @@ def trigger_alarms(t: MigrationTriggers) -> list[AlarmSpec]:
             f"job in {t.queue_name} over the last day is above {t.latency_seconds:g} s. Jobs "
             "need a lower start latency than SQS + Batch gives: run `jobstream triggers` to "
             "review, then plan the move to the next phase (docs/monitoring.md).",
-            "GreaterThanThreshold",
             t.latency_seconds,
-            1,
             1,
             metric=Metric(
                 SQS_NS,
@@ -274,9 +276,7 @@ def pipe_alarms(p: PipeMonitoring) -> list[AlarmSpec]:
             "pipe-failures",
             f"The pipe {p.pipe_name} failed to submit jobs to Batch (ExecutionFailed + "
             "TargetStageFailed): check its log group and the pipe role.",
-            "GreaterThanThreshold",
             0,
-            1,
             1,
             expression="FILL(m0, 0) + FILL(m1, 0)",
             inputs=(
@@ -295,18 +295,14 @@ def kafka_alarms(k: KafkaMonitoring) -> list[AlarmSpec]:
             "msk-offline-partitions",
             f"{k.cluster_name} has offline partitions: producers and consumers of those "
             "partitions are stopped.",
-            "GreaterThanThreshold",
             0,
-            1,
             1,
             metric=Metric(KAFKA_NS, "OfflinePartitionsCount", cluster, "Maximum", 300),
         ),
         AlarmSpec(
             "msk-active-controller",
             f"{k.cluster_name} does not have exactly one active controller for 5 minutes.",
-            "GreaterThanThreshold",
             0,
-            5,
             5,
             expression="ABS(FILL(m0, 0) - 1)",
             inputs=(Metric(KAFKA_NS, "ActiveControllerCount", cluster, "Sum", 60),),
@@ -320,9 +316,7 @@ def kafka_alarms(k: KafkaMonitoring) -> list[AlarmSpec]:
                 f"Broker {broker} of {k.cluster_name}: CPU user + system above "
                 f"{k.cpu_threshold_percent}% for {BROKER_EVALUATION_MINUTES} minutes (AWS "
                 "advises staying below 60% to survive a broker failure).",
-                "GreaterThanThreshold",
                 k.cpu_threshold_percent,
-                periods,
                 periods,
                 expression="m0 + m1",
                 inputs=(
@@ -334,9 +328,7 @@ def kafka_alarms(k: KafkaMonitoring) -> list[AlarmSpec]:
                 f"msk-broker-{broker}-disk",
                 f"Broker {broker} of {k.cluster_name}: data-log disk above "
                 f"{k.disk_threshold_percent}% used.",
-                "GreaterThanThreshold",
                 k.disk_threshold_percent,
-                1,
                 1,
                 metric=Metric(KAFKA_NS, "KafkaDataLogsDiskUsed", dims, "Maximum", 300),
             ),
@@ -344,9 +336,7 @@ def kafka_alarms(k: KafkaMonitoring) -> list[AlarmSpec]:
                 f"msk-broker-{broker}-under-replicated",
                 f"Broker {broker} of {k.cluster_name} has under-replicated partitions for "
                 f"{BROKER_EVALUATION_MINUTES} minutes.",
-                "GreaterThanThreshold",
                 0,
-                periods,
                 periods,
                 metric=Metric(KAFKA_NS, "UnderReplicatedPartitions", dims, "Maximum", 300),
             ),
@@ -355,7 +345,7 @@ def kafka_alarms(k: KafkaMonitoring) -> list[AlarmSpec]:
 
 
 def lag_alarms(c: ConsumerLagMonitoring) -> list[AlarmSpec]:
-    dims = {"Cluster Name": c.cluster_name, "Consumer Group": c.consumer_group, "Topic": c.topic}
+    dims = c.dimensions
     periods = _window(300, LAG_EVALUATION_MINUTES)
     return [
         AlarmSpec(
@@ -363,9 +353,7 @@ def lag_alarms(c: ConsumerLagMonitoring) -> list[AlarmSpec]:
             f"Consumer group {c.consumer_group} is more than {c.lag_threshold} messages behind "
             f"on {c.topic} for {LAG_EVALUATION_MINUTES} minutes: the ML consumer is not "
             "keeping up (check its tasks and auto scaling).",
-            "GreaterThanThreshold",
             c.lag_threshold,
-            periods,
             periods,
             metric=Metric(KAFKA_NS, "SumOffsetLag", dims, "Maximum", 300),
         )
@@ -373,16 +361,14 @@ def lag_alarms(c: ConsumerLagMonitoring) -> list[AlarmSpec]:
 
 
 def service_alarms(s: ServiceMonitoring) -> list[AlarmSpec]:
-    dims = {"ClusterName": s.cluster_name, "ServiceName": s.service_name}
+    dims = s.dimensions
     periods = _window(60, ECS_BELOW_DESIRED_MINUTES)
     return [
         AlarmSpec(
             "ecs-running-below-desired",
             f"{s.service_name} has run fewer tasks than desired for {ECS_BELOW_DESIRED_MINUTES} "
             "minutes: tasks are failing to start or crashing (check the service events).",
-            "GreaterThanThreshold",
             0,
-            periods,
             periods,
             expression="FILL(m0, 0) - FILL(m1, 0)",
             inputs=(
@@ -401,32 +387,28 @@ def database_alarms(d: DatabaseMonitoring) -> list[AlarmSpec]:
             "rds-cpu",
             f"{d.instance_id}: CPU above {d.cpu_threshold_percent}% for "
             f"{RDS_EVALUATION_MINUTES} minutes.",
-            "GreaterThanThreshold",
             d.cpu_threshold_percent,
-            periods,
             periods,
             metric=Metric(RDS_NS, "CPUUtilization", instance, "Average", 300),
         ),
         AlarmSpec(
             "rds-free-storage",
             f"{d.instance_id}: less than {d.free_storage_threshold_gb} GiB of storage free.",
-            "LessThanThreshold",
             d.free_storage_threshold_gb * GIB,
             1,
-            1,
             metric=Metric(RDS_NS, "FreeStorageSpace", instance, "Minimum", 300),
+            comparison="LessThanThreshold",
         ),
         AlarmSpec(
             "rds-proxy-auth-failures",
             f"{d.proxy_name}: {PROXY_AUTH_FAILURES_PER_5_MIN} or more client connections "
             "failed authentication in 5 minutes (IAM token or TLS problems in a client).",
-            "GreaterThanOrEqualToThreshold",
             PROXY_AUTH_FAILURES_PER_5_MIN,
-            1,
             1,
             metric=Metric(
                 RDS_NS, "ClientConnectionsSetupFailedAuth", {"ProxyName": d.proxy_name}, "Sum", 300
             ),
+            comparison="GreaterThanOrEqualToThreshold",
         ),
     ]
 
@@ -646,7 +628,7 @@ def _alarm(
         "comparison_operator": spec.comparison,
         "threshold": spec.threshold,
         "evaluation_periods": spec.evaluation_periods,
-        "datapoints_to_alarm": spec.datapoints_to_alarm,
+        "datapoints_to_alarm": spec.evaluation_periods,
         "treat_missing_data": spec.treat_missing_data,
         "alarm_actions": [topic_arn],
         "ok_actions": [topic_arn] if spec.notify_ok else [],
@@ -789,8 +771,7 @@ def dashboard_body(
         )
     if args.consumer_lag is not None:
         c = args.consumer_lag
-        dims = {"Cluster Name": c.cluster_name, "Consumer Group": c.consumer_group,
-                "Topic": c.topic}  # fmt: skip
+        dims = c.dimensions
         graph(
             f"Kafka consumer lag ({c.consumer_group})",
             [
@@ -878,8 +859,7 @@ def dashboard_body(
                 )
         graph("Batch failures", lines)
     if args.service is not None:
-        s = args.service
-        dims = {"ClusterName": s.cluster_name, "ServiceName": s.service_name}
+        dims = args.service.dimensions
         graph(
             "ML consumer tasks (ECS)",
             [
