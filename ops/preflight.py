@@ -42,7 +42,6 @@ from ops.probes import (
 )
 from ops.report import (
     Check,
-    Verdict,
     check,
     checks_table,
     console,
@@ -53,6 +52,7 @@ from ops.report import (
     passed,
     print_json,
     summary,
+    verdict_of,
 )
 
 DEFAULT_WINDOW_HOURS = 24.0
@@ -195,25 +195,23 @@ def gates(ctx: StackContext, args: argparse.Namespace, current: int, target: int
 
 def _database_checks(ctx: StackContext) -> list[Check]:
     db_id = ctx.cfg.database.existing_instance_id or ctx.names.db_instance
-
-    def db() -> Check:
-        name = f"database {db_id} available"
-        status = db_instance_status(ctx, db_id)
-        if status is None:
-            return failed(name, "not found", "available")
-        return Check(name, _ok(status == "available"), status, "available", value=status)
-
-    def proxy() -> Check:
-        name = f"RDS Proxy {ctx.names.db_proxy} available"
-        status = db_proxy_status(ctx, ctx.names.db_proxy)
-        if status is None:
-            return failed(name, "not found", "available")
-        return Check(name, _ok(status == "available"), status, "available", value=status)
-
+    proxy = ctx.names.db_proxy
     return [
-        check(f"database {db_id} available", "available", db),
-        check(f"RDS Proxy {ctx.names.db_proxy} available", "available", proxy),
+        _available(f"database {db_id} available", lambda: db_instance_status(ctx, db_id)),
+        _available(f"RDS Proxy {proxy} available", lambda: db_proxy_status(ctx, proxy)),
     ]
+
+
+def _available(name: str, probe: Callable[[], str | None]) -> Check:
+    """A check that a resource's status is ``available``; ``probe`` returns the status."""
+
+    def decide() -> Check:
+        status = probe()
+        if status is None:
+            return failed(name, "not found", "available")
+        return Check(name, verdict_of(status == "available"), status, "available", value=status)
+
+    return check(name, "available", decide)
 
 
 def _queue_exists(ctx: StackContext, queue_name: str, what: str) -> Check:
@@ -237,7 +235,7 @@ def _queue_empty(ctx: StackContext, queue_name: str, what: str) -> Check:
         if depth is None:
             return failed(name, "not found", "0 messages")
         figure = f"{depth.visible} visible, {depth.in_flight} in flight, {depth.delayed} delayed"
-        return Check(name, _ok(depth.total == 0), figure, "0 messages", value=depth.total)
+        return Check(name, verdict_of(depth.total == 0), figure, "0 messages", value=depth.total)
 
     return check(name, "0 messages", decide)
 
@@ -251,7 +249,7 @@ def _kafka_cluster_active(ctx: StackContext) -> Check:
             return failed(name, "not found", "ACTIVE")
         return Check(
             name,
-            _ok(cluster.state == "ACTIVE"),
+            verdict_of(cluster.state == "ACTIVE"),
             cluster.state,
             "ACTIVE",
             detail=cluster.arn,
@@ -291,7 +289,7 @@ def _brokers_match(ctx: StackContext, routing_brokers: str | None) -> Check:
         ok = routing_brokers in offered
         return Check(
             name,
-            _ok(ok),
+            verdict_of(ok),
             "match" if ok else "differ",
             "one of the cluster's strings",
             detail=f"routing: {routing_brokers}",
@@ -335,7 +333,7 @@ def _dual_write(ctx: StackContext, window: timedelta, min_ratio: float) -> Check
         ratio = kafka / sqs
         return Check(
             name,
-            _ok(ratio >= min_ratio),
+            verdict_of(ratio >= min_ratio),
             f"{fmt_pct(ratio)} ({fmt_int(kafka)} Kafka / {fmt_int(sqs)} SQS)",
             needs,
             detail=f"{fmt_int(failures)} secondary publish failures to Kafka",
@@ -353,7 +351,7 @@ def _parity(ctx: StackContext, window: timedelta, min_parity: float) -> Check:
         parity = verify_parity(ctx, window)
         return Check(
             name,
-            _ok(parity.ratio >= min_parity),
+            verdict_of(parity.ratio >= min_parity),
             f"{fmt_pct(parity.ratio, 3)} ({fmt_int(parity.mismatches)} mismatches in "
             f"{fmt_int(parity.compared)})",
             needs,
@@ -375,7 +373,7 @@ def _lag(ctx: StackContext, window: timedelta, max_lag: float) -> Check:
                 f"no {metric.describe()} data in the last {human_window(window)} (MSK publishes "
                 "lag only for an active consumer group)"
             )
-        return Check(name, _ok(peak < max_lag), f"max {fmt_int(peak)}", needs, value=peak)
+        return Check(name, verdict_of(peak < max_lag), f"max {fmt_int(peak)}", needs, value=peak)
 
     return check(name, needs, decide)
 
@@ -393,7 +391,7 @@ def _dead_letter_topic(ctx: StackContext, window: timedelta, topic: str) -> Chec
                 + detail
             )
         return Check(
-            name, _ok(not total), fmt_int(total or 0), "0", detail=detail, value=total or 0
+            name, verdict_of(not total), fmt_int(total or 0), "0", detail=detail, value=total or 0
         )
 
     return check(name, "0", decide)
@@ -406,7 +404,7 @@ def _no_alarms(ctx: StackContext) -> Check:
         firing = alarms_in_alarm(ctx)
         return Check(
             name,
-            _ok(not firing),
+            verdict_of(not firing),
             f"{len(firing)} in ALARM",
             "0",
             detail=", ".join(firing),
@@ -445,7 +443,7 @@ def _queue_drained(ctx: StackContext, window: timedelta) -> Check:
             detail = "peak of ApproximateNumberOfMessagesVisible / NotVisible"
         ok = depth.total == 0 and not seen_peak
         return Check(
-            name, _ok(ok), figure, needs, detail=detail, value=depth.total + (seen_peak or 0)
+            name, verdict_of(ok), figure, needs, detail=detail, value=depth.total + (seen_peak or 0)
         )
 
     return check(name, needs, decide)
@@ -462,7 +460,7 @@ def _no_batch_jobs(ctx: StackContext) -> Check:
             return passed(name, "job queue does not exist", needs, value=0)
         busy = {s: n for s, n in found.jobs.items() if n and s not in ("SUCCEEDED", "FAILED")}
         figure = ", ".join(f"{n} {s}" for s, n in busy.items()) or "none"
-        return Check(name, _ok(not busy), figure, needs, value=found.active_jobs)
+        return Check(name, verdict_of(not busy), figure, needs, value=found.active_jobs)
 
     return check(name, needs, decide)
 
@@ -498,10 +496,6 @@ def _exists(name: str, probe: Callable[[], str | None], needs: str = "exists") -
         return passed(name, f"exists ({state})", needs, value=state)
 
     return check(name, needs, decide)
-
-
-def _ok(condition: bool) -> Verdict:
-    return Verdict.PASS if condition else Verdict.FAIL
 
 
 # ---- the gates per target phase -------------------------------------------------------------
