@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from infra.phases import ResourceGroup, phase
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, CannotTellError, handles_errors
 from ops.probes import (
+    QueueDepth,
     StackContext,
     add_stack_arguments,
     alarms_in_alarm,
@@ -117,86 +118,52 @@ def collect(ctx: StackContext, parity_window: timedelta) -> tuple[dict[str, Any]
     need(ResourceGroup.DATABASE, f"RDS Proxy {names.db_proxy}", proxy is not None)
 
     for key, queue in (("queue", names.job_queue), ("dlq", names.dead_letter_queue)):
-        depth = _read(lambda q=queue: queue_depth(ctx, q))
-        entry: dict[str, Any] = {"name": queue}
-        if isinstance(depth, _Unknown):
-            entry["cannot_tell"] = depth.reason
-        elif depth is None:
-            entry["exists"] = False
-        else:
-            entry.update(
-                exists=True,
-                visible=depth.visible,
-                in_flight=depth.in_flight,
-                delayed=depth.delayed,
-            )
+
+        def depth_and_age(depth: QueueDepth, q: str = queue) -> dict[str, Any]:
             age = _read(
-                lambda q=queue: metric_latest(
+                lambda: metric_latest(
                     ctx, sqs_metric(q, "ApproximateAgeOfOldestMessage"), window=RECENT
                 )
             )
-            entry["oldest_age_seconds"] = (
-                None if age is None or isinstance(age, _Unknown) else age[1]
-            )
-        doc[key] = entry
+            return {
+                "visible": depth.visible,
+                "in_flight": depth.in_flight,
+                "delayed": depth.delayed,
+                "oldest_age_seconds": None if age is None or isinstance(age, _Unknown) else age[1],
+            }
+
+        depth = _read(lambda q=queue: queue_depth(ctx, q))
+        doc[key] = _entry(queue, depth, depth_and_age)
         need(ResourceGroup.JOB_QUEUE, f"SQS queue {queue}", depth is not None)
     dlq = doc["dlq"]
     if dlq.get("exists") and (dlq["visible"] + dlq["in_flight"] + dlq["delayed"]) > 0:
         problems.append(f"DLQ {names.dead_letter_queue} holds {dlq['visible']} messages")
 
     jobs = _read(lambda: batch_queue(ctx, names.batch_job_queue))
-    if isinstance(jobs, _Unknown):
-        doc["batch"] = {"name": names.batch_job_queue, "cannot_tell": jobs.reason}
-    elif jobs is None:
-        doc["batch"] = {"name": names.batch_job_queue, "exists": False}
-    else:
-        doc["batch"] = {
-            "name": jobs.name,
-            "exists": True,
-            "state": jobs.state,
-            "status": jobs.status,
-            "jobs": dict(jobs.jobs),
-        }
+    doc["batch"] = _entry(
+        names.batch_job_queue,
+        jobs,
+        lambda j: {"state": j.state, "status": j.status, "jobs": dict(j.jobs)},
+    )
     need(ResourceGroup.BATCH, f"Batch job queue {names.batch_job_queue}", jobs is not None)
 
     pipe = _read(lambda: pipe_state(ctx, names.pipe))
-    if isinstance(pipe, _Unknown):
-        doc["pipe"] = {"name": names.pipe, "cannot_tell": pipe.reason}
-    elif pipe is None:
-        doc["pipe"] = {"name": names.pipe, "exists": False}
-    else:
-        doc["pipe"] = {
-            "name": names.pipe,
-            "exists": True,
-            "desired": pipe.desired,
-            "current": pipe.current,
-        }
+    doc["pipe"] = _entry(names.pipe, pipe, lambda p: {"desired": p.desired, "current": p.current})
     need(ResourceGroup.SQS_TRIGGER, f"pipe {names.pipe}", pipe is not None)
 
     cluster = _read(lambda: kafka_cluster(ctx, names.kafka_cluster))
-    if isinstance(cluster, _Unknown):
-        doc["kafka"] = {"name": names.kafka_cluster, "cannot_tell": cluster.reason}
-    elif cluster is None:
-        doc["kafka"] = {"name": names.kafka_cluster, "exists": False}
-    else:
-        doc["kafka"] = {"name": names.kafka_cluster, "exists": True, "state": cluster.state}
-        if current.has(ResourceGroup.KAFKA) and cluster.state != "ACTIVE":
-            problems.append(f"MSK cluster {names.kafka_cluster} is {cluster.state}, not ACTIVE")
+    doc["kafka"] = _entry(names.kafka_cluster, cluster, lambda c: {"state": c.state})
+    state = doc["kafka"].get("state")
+    if current.has(ResourceGroup.KAFKA) and doc["kafka"].get("exists") and state != "ACTIVE":
+        problems.append(f"MSK cluster {names.kafka_cluster} is {state}, not ACTIVE")
     need(ResourceGroup.KAFKA, f"MSK cluster {names.kafka_cluster}", cluster is not None)
 
     service = _read(lambda: ecs_service(ctx, names.ecs_cluster, names.ecs_service))
-    if isinstance(service, _Unknown):
-        doc["consumer_service"] = {"name": names.ecs_service, "cannot_tell": service.reason}
-    elif service is None:
-        doc["consumer_service"] = {"name": names.ecs_service, "exists": False}
-    else:
-        doc["consumer_service"] = {
-            "name": names.ecs_service,
-            "exists": True,
-            "status": service.status,
-            "desired": service.desired,
-            "running": service.running,
-        }
+    doc["consumer_service"] = _entry(
+        names.ecs_service,
+        service,
+        lambda s: {"status": s.status, "desired": s.desired, "running": s.running},
+    )
     need(ResourceGroup.CONSUMER_SERVICE, f"ECS service {names.ecs_service}", service is not None)
 
     lag = _read(lambda: metric_latest(ctx, kafka_lag_metric(ctx), window=RECENT))
@@ -223,6 +190,17 @@ def collect(ctx: StackContext, parity_window: timedelta) -> tuple[dict[str, Any]
     if firing:
         problems.append(f"{len(firing)} alarm(s) in ALARM: {', '.join(firing)}")
     return doc, problems
+
+
+def _entry(
+    name: str, found: T | _Unknown | None, details: Callable[[T], dict[str, Any]]
+) -> dict[str, Any]:
+    """A resource's entry: why it cannot be told, that it does not exist, or its ``details``."""
+    if isinstance(found, _Unknown):
+        return {"name": name, "cannot_tell": found.reason}
+    if found is None:
+        return {"name": name, "exists": False}
+    return {"name": name, "exists": True, **details(found)}
 
 
 def _value(value: Any) -> Any:
