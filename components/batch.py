@@ -162,9 +162,6 @@ class Batch(pulumi.ComponentResource):
             image=args.image,
             log_group_arn=log_group.arn,
             description=f"{args.job_definition_name}: pull the image, write the job logs",
-            logs_sid="WriteJobLogs",
-            login_sid="EcrLogin",
-            pull_actions=("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"),
         )
         self.job_role = ecs_tasks_role(
             self,

@@ -8,7 +8,6 @@ log group's streams). The task role (what the application itself may do) differs
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -63,20 +62,13 @@ def task_execution_role(
     image: str,
     log_group_arn: pulumi.Output[str],
     description: str | None = None,
-    logs_sid: str = "WriteLogs",
-    login_sid: str = "RegistryLogin",
-    pull_actions: Sequence[str] = ECR_PULL_ACTIONS,
 ) -> aws.iam.Role:
     """The execution role (logical name ``name``, its inline policy too): write log streams of
-    ``log_group_arn``; for a private ECR ``image``, pull from that repository only.
-
-    ``logs_sid``, ``login_sid`` and ``pull_actions`` keep each caller's deployed policy document
-    as it was written (the Batch job's names its statements differently and omits
-    ``ecr:BatchCheckLayerAvailability``); aligning them is a policy change, not a refactor."""
+    ``log_group_arn``; for a private ECR ``image``, pull from that repository only."""
     role = ecs_tasks_role(parent, name, account=account, description=description)
     statements: list[dict[str, Any]] = [
         {
-            "sid": logs_sid,
+            "sid": "WriteLogs",
             "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "resources": [log_group_arn.apply(lambda a: f"{a}:log-stream:*")],
         }
@@ -84,11 +76,11 @@ def task_execution_role(
     repository = ecr_repository_arn(image)
     if repository is not None:
         statements += [
-            {"sid": "PullImage", "actions": list(pull_actions), "resources": [repository]},
+            {"sid": "PullImage", "actions": list(ECR_PULL_ACTIONS), "resources": [repository]},
             {
                 # ecr:GetAuthorizationToken has no resource-level permissions: AWS accepts
                 # only "*" for it (the token alone reaches no repository).
-                "sid": login_sid,
+                "sid": "RegistryLogin",
                 "actions": ["ecr:GetAuthorizationToken"],
                 "resources": ["*"],
             },

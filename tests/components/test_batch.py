@@ -309,7 +309,7 @@ def test_execution_role_pulls_only_the_images_repository(dev: Plan) -> None:
     assert statements["PullImage"]["Resource"] == (
         "arn:aws:ecr:us-east-1:123456789012:repository/jobstream-ml"
     )
-    assert statements["WriteJobLogs"]["Resource"] == (
+    assert statements["WriteLogs"]["Resource"] == (
         "arn:aws:logs:us-east-1:123456789012:log-group:/jobstream/dev/batch:log-stream:*"
     )
 
