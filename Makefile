@@ -1,4 +1,5 @@
-# Set-up: `make plan` (the offline plan of the dev stack) and `make test` (lint, types, tests).
+# Set-up: `make plan` (the offline plan of the dev stack) and `make test` (lint, types, tests);
+# `make rehearse` runs the local migration rehearsal.
 # Both create the virtualenv on first use.
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: venv plan test lint typecheck pytest docs clean
+.PHONY: venv plan test lint typecheck pytest docs rehearse bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,15 @@ pytest: $(STAMP)
 	AWS_EC2_METADATA_DISABLED=true $(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# The second main job: the whole migration, locally, on real protocols (moto's server, the
+# Tansu Kafka broker); exits non-zero if any job is lost or applied twice.
+rehearse: $(STAMP)
+	$(BIN)/jobstream rehearse
+
+# On demand, not part of `make test`: publisher throughput as ratios against the raw clients.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_publish
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
