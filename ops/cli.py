@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
     "ops.plan_cmd",
-    "ops.rehearse",
-    "ops.preflight",
     "ops.status",
+    "ops.preflight",
     "ops.triggers",
     "ops.cost",
     "ops.db_bootstrap",
+    "ops.rehearse",
 )
 
 
