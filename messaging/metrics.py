@@ -32,6 +32,7 @@ DIM_CONSUMER = "Consumer"
 JOBS_PUBLISHED = "JobsPublished"
 PUBLISH_ERRORS = "PublishErrors"
 SECONDARY_PUBLISH_FAILURES = "SecondaryPublishFailures"
+SECONDARY_PUBLISH_REPAIRED = "SecondaryPublishRepaired"
 JOBS_APPLIED = "JobsApplied"
 DUPLICATES_SKIPPED = "DuplicatesSkipped"
 PROCESSING_TIME = "ProcessingTime"
@@ -63,6 +64,12 @@ METRICS: Mapping[str, MetricSpec] = {
             UNIT_COUNT,
             (DIM_ROUTE,),
             "dual-write secondary writes that failed after retries (recorded for repair)",
+        ),
+        MetricSpec(
+            SECONDARY_PUBLISH_REPAIRED,
+            UNIT_COUNT,
+            (DIM_ROUTE,),
+            "repair-log entries re-published successfully by RepairLog.replay",
         ),
         MetricSpec(JOBS_APPLIED, UNIT_COUNT, (DIM_CONSUMER,), "job results applied"),
         MetricSpec(

@@ -9,6 +9,8 @@ the queue URL for SQS and the topic name for Kafka.
 publish) and hands the same envelopes to a background worker for the secondary
 destinations: retried, counted (``SecondaryPublishFailures``) and recorded in a
 ``RepairLog`` when they still fail; the primary never waits for or fails because of them.
+``RepairLog.replay`` publishes the recorded envelopes again and counts each one that got
+through (``SecondaryPublishRepaired``).
 
 ``RoutedPublisher`` reads the routing parameter and publishes each envelope, stamped with
 the routes of the current phase, to those routes (first = primary).
@@ -289,11 +291,17 @@ class RepairEntry:
 class RepairLog:
     """Envelopes a secondary route did not accept, kept for replay (JSON lines, or memory).
 
-    ``replay`` publishes them again and keeps only those that fail again.
+    ``replay`` publishes them again and keeps only those that fail again; each entry it
+    re-published is counted in ``SecondaryPublishRepaired`` {Route} on ``metrics`` (the
+    counterpart of the dual-write's ``SecondaryPublishFailures``, which the cutover preflight
+    compares it with).
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, metrics: m.MetricsSink = NULL_METRICS
+    ) -> None:
         self._path = Path(path) if path is not None else None
+        self._metrics = metrics
         self._lock = threading.Lock()
         self._memory: list[RepairEntry] = []
         if self._path is not None and self._path.exists():
@@ -353,6 +361,7 @@ class RepairLog:
         with self._lock:
             pending, self._memory = self._memory, []
         remaining: list[RepairEntry] = []
+        repaired: dict[str, int] = {}
         for entry in pending:
             target = queues.get(entry.route)
             try:
@@ -361,9 +370,13 @@ class RepairLog:
                 target.publish(entry.topic, entry.envelope)
             except PublishError as exc:
                 remaining.append(RepairEntry(entry.route, entry.topic, entry.envelope, str(exc)))
+            else:
+                repaired[entry.route] = repaired.get(entry.route, 0) + 1
         with self._lock:
             self._memory = remaining + self._memory
             self._write()
+        for route, count in repaired.items():
+            self._metrics.count(m.SECONDARY_PUBLISH_REPAIRED, count, Route=route)
         return len(pending) - len(remaining), len(remaining)
 
 

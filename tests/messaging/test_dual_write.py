@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from messaging import metrics as m
 from messaging.envelope import Envelope
 from messaging.kafka import producer_config
 from messaging.local import TansuBroker, TcpProxy
-from messaging.metrics import InMemoryMetrics
+from messaging.metrics import CloudWatchMetrics, InMemoryMetrics
 from messaging.publishers import (
     Destination,
     DualWritePublisher,
@@ -81,6 +83,69 @@ def test_repair_log_replay_publishes_recorded_envelopes_once_the_route_is_back(
     assert RepairLog(tmp_path / "repair.jsonl").replay({"kafka": kafka}) == (2, 0)
     assert kafka.sent == ["job-1", "job-2"]
     assert len(RepairLog(tmp_path / "repair.jsonl")) == 0
+
+
+def test_repair_log_replay_counts_each_republished_entry_as_repaired() -> None:
+    class PickyQueue(MemoryQueue):
+        def publish_batch(self, topic: str, messages: Sequence[Envelope]) -> None:
+            if any(e.job_id == "job-2" for e in messages):
+                raise PublishError(self.route, {"job-2": "still refused"})
+            super().publish_batch(topic, messages)
+
+    metrics = InMemoryMetrics()
+    repair = RepairLog(metrics=metrics)
+    repair.record("kafka", "t", [_job(1), _job(2), _job(3)], "down")
+    assert repair.replay({"kafka": PickyQueue("kafka")}) == (2, 1)
+    assert metrics.total(m.SECONDARY_PUBLISH_REPAIRED, Route="kafka") == 2, (
+        "SecondaryPublishRepaired{Route=kafka} must count the 2 entries re-published, "
+        "not the one still in the log"
+    )
+    assert [e.envelope.job_id for e in repair.entries()] == ["job-2"]
+
+
+def test_repair_log_replay_counts_nothing_when_every_entry_fails_again() -> None:
+    metrics = InMemoryMetrics()
+    repair = RepairLog(metrics=metrics)
+    repair.record("kafka", "t", [_job(1)], "down")
+    assert repair.replay({"kafka": MemoryQueue("kafka", fail=True)}) == (0, 1)
+    assert metrics.total(m.SECONDARY_PUBLISH_REPAIRED) == 0
+
+
+@pytest.mark.moto_server
+def test_failed_and_repaired_secondary_writes_read_back_equal_from_cloudwatch(
+    aws_local: Aws,
+) -> None:
+    """What the cutover preflight compares: failures and repairs of one stack, via moto."""
+    cw = aws_local.client("cloudwatch")
+    emitter = CloudWatchMetrics(cw, "dev", interval=None)
+    repair = RepairLog(metrics=emitter)
+    kafka = MemoryQueue("kafka", fail=True)
+    writer = DualWritePublisher(
+        Destination(MemoryQueue("sqs"), "q"), [Destination(kafka, "t")],
+        repair_log=repair, metrics=emitter, secondary_attempts=1,
+    )  # fmt: skip
+    writer.publish_batch([_job(i) for i in range(4)])
+    writer.drain()
+    writer.close()
+    kafka.fail = False
+    assert repair.replay({"kafka": kafka}) == (4, 0)
+    emitter.close()
+    now = dt.datetime.now(dt.UTC)
+
+    def total(name: str) -> float:
+        stats = cw.get_metric_statistics(
+            Namespace=m.NAMESPACE,
+            MetricName=name,
+            Dimensions=[{"Name": "Stack", "Value": "dev"}, {"Name": "Route", "Value": "kafka"}],
+            StartTime=now - dt.timedelta(minutes=5),
+            EndTime=now + dt.timedelta(minutes=5),
+            Period=60,
+            Statistics=["Sum"],
+        )
+        return sum(p.get("Sum", 0) for p in stats["Datapoints"])
+
+    assert (total(m.SECONDARY_PUBLISH_FAILURES), total(m.SECONDARY_PUBLISH_REPAIRED)) == (4, 4)
+    assert kafka.sent == [f"job-{i}" for i in range(4)]
 
 
 def test_full_secondary_backlog_records_for_repair_instead_of_blocking() -> None:

@@ -54,7 +54,8 @@ def test_metric_with_wrong_dimensions_is_refused() -> None:
 
 def test_every_metric_name_has_a_spec_with_documented_dimensions() -> None:
     names = {
-        m.JOBS_PUBLISHED, m.PUBLISH_ERRORS, m.SECONDARY_PUBLISH_FAILURES, m.JOBS_APPLIED,
+        m.JOBS_PUBLISHED, m.PUBLISH_ERRORS, m.SECONDARY_PUBLISH_FAILURES,
+        m.SECONDARY_PUBLISH_REPAIRED, m.JOBS_APPLIED,
         m.DUPLICATES_SKIPPED, m.PROCESSING_TIME, m.PROCESSING_ERRORS, m.DEAD_LETTERED,
         m.VERIFY_MATCHES, m.VERIFY_MISMATCHES,
     }  # fmt: skip
