@@ -736,7 +736,12 @@ def dashboard_body(
                 stat="Sum",
                 label=f"{metric} {route}",
             )
-            for metric in (m.JOBS_PUBLISHED, m.PUBLISH_ERRORS, m.SECONDARY_PUBLISH_FAILURES)
+            for metric in (
+                m.JOBS_PUBLISHED,
+                m.PUBLISH_ERRORS,
+                m.SECONDARY_PUBLISH_FAILURES,
+                m.SECONDARY_PUBLISH_REPAIRED,
+            )
             for route in args.routes
         ],
     )
