@@ -343,6 +343,62 @@ def _dual_write(ctx: StackContext, window: timedelta, min_ratio: float) -> Check
     return check(name, needs, decide)
 
 
+def _kafka_copies_repaired(ctx: StackContext, window: timedelta) -> Check:
+    """Every dual-written job reached Kafka: the failed secondary writes to Kafka were all
+    re-published from the producers' repair logs (a job that reached SQS alone is lost at
+    cutover: in phase 4 nothing consumes SQS any more)."""
+    name = f"every dual-written job reached Kafka ({human_window(window)})"
+    needs = "0 unrepaired"
+
+    def decide() -> Check:
+        period = period_for(window, minimum=3600)
+        totals = [
+            metric_total(
+                ctx, jobstream_metric(ctx, metric, Route="kafka"), window=window, period=period
+            )
+            for metric in (m.SECONDARY_PUBLISH_FAILURES, m.SECONDARY_PUBLISH_REPAIRED)
+        ]
+        failures, repaired = (total or 0.0 for total in totals)
+        unrepaired = failures - repaired
+        figure = (
+            f"{fmt_int(failures)} failed, {fmt_int(repaired)} repaired, "
+            f"{fmt_int(max(unrepaired, 0.0))} unrepaired"
+        )
+        source = (
+            f"{m.SECONDARY_PUBLISH_FAILURES} - {m.SECONDARY_PUBLISH_REPAIRED} "
+            f"{{{m.DIM_ROUTE}=kafka}}"
+        )
+        if unrepaired > 0:
+            detail = (
+                f"{fmt_int(unrepaired)} job(s) reached SQS but not Kafka and would be lost at "
+                "cutover: replay every producer's repair log (RepairLog.replay, with the "
+                "stack's CloudWatch metrics so the repairs are counted) until it is empty, "
+                f"then run preflight again; from {source}"
+            )
+        elif unrepaired < 0:
+            detail = (
+                "more repairs than failures in the window: some replayed writes had failed "
+                f"before it (widen --window-hours to cover them); from {source}"
+            )
+        elif totals[0] is None:
+            detail = (
+                f"no {m.SECONDARY_PUBLISH_FAILURES} datapoints (producers send it only when a "
+                f"Kafka write fails); from {source}"
+            )
+        else:
+            detail = f"from {source}"
+        return Check(
+            name,
+            verdict_of(unrepaired <= 0),
+            figure,
+            needs,
+            detail=detail,
+            value=max(unrepaired, 0.0),
+        )
+
+    return check(name, needs, decide)
+
+
 def _parity(ctx: StackContext, window: timedelta, min_parity: float) -> Check:
     name = f"verify parity ({human_window(window)})"
     needs = f">= {fmt_pct(min_parity, 3)}"
@@ -529,6 +585,7 @@ def to_cutover(ctx: StackContext, args: argparse.Namespace) -> list[Check]:
     window = timedelta(hours=args.window_hours)
     dead_letter_topic = routing.dead_letter_topic or ctx.cfg.kafka.dead_letter_topic_name
     return [
+        _kafka_copies_repaired(ctx, window),
         _parity(ctx, window, args.min_parity),
         _lag(ctx, timedelta(minutes=args.lag_window_minutes), args.max_lag),
         _queue_empty(ctx, ctx.names.dead_letter_queue, "DLQ"),

@@ -132,6 +132,49 @@ def test_to_4_passes_with_parity_low_lag_empty_dead_letters_and_quiet_alarms(
     assert result.check("Kafka consumer lag")["figure"] == "max 40"
 
 
+def test_to_4_every_dual_written_job_reached_kafka_when_no_kafka_write_failed(
+    account: Seeder, run: Run
+) -> None:
+    _cutover_ready(account)
+    account.jobstream(m.JOBS_PUBLISHED, [(hours(h), 1000.0) for h in range(1, 10)], Route="kafka")
+    reached = preflight(run, 4).check("every dual-written job reached Kafka")
+    assert reached["verdict"] == "pass", reached
+    assert reached["figure"] == "0 failed, 0 repaired, 0 unrepaired"
+    assert reached["value"] == 0
+    assert "no SecondaryPublishFailures datapoints" in reached["detail"]
+
+
+def test_to_4_every_dual_written_job_reached_kafka_when_all_failures_were_repaired(
+    account: Seeder, run: Run
+) -> None:
+    _cutover_ready(account)
+    account.jobstream(
+        m.SECONDARY_PUBLISH_FAILURES, [(hours(6), 30.0), (hours(5), 12.0)], Route="kafka"
+    )
+    account.jobstream(m.SECONDARY_PUBLISH_REPAIRED, [(hours(2), 42.0)], Route="kafka")
+    result = preflight(run, 4)
+    reached = result.check("every dual-written job reached Kafka")
+    assert reached["verdict"] == "pass", reached
+    assert reached["figure"] == "42 failed, 42 repaired, 0 unrepaired"
+    assert result.code == 0, result.json()["checks"]
+
+
+def test_to_4_fails_while_failed_kafka_writes_are_unrepaired(account: Seeder, run: Run) -> None:
+    _cutover_ready(account)
+    account.jobstream(
+        m.SECONDARY_PUBLISH_FAILURES, [(hours(6), 30.0), (hours(5), 12.0)], Route="kafka"
+    )
+    account.jobstream(m.SECONDARY_PUBLISH_REPAIRED, [(hours(2), 40.0)], Route="kafka")
+    account.jobstream(m.SECONDARY_PUBLISH_FAILURES, [(hours(3), 500.0)], Route="sqs")  # not Kafka
+    result = preflight(run, 4)
+    reached = result.check("every dual-written job reached Kafka")
+    assert result.code == 1
+    assert (reached["verdict"], reached["value"]) == ("fail", 2.0)
+    assert reached["figure"] == "42 failed, 40 repaired, 2 unrepaired"
+    assert "RepairLog.replay" in reached["detail"]
+    assert "replay every producer's repair log" in reached["detail"]
+
+
 def test_to_4_fails_when_parity_is_below_the_threshold(account: Seeder, run: Run) -> None:
     _cutover_ready(account)
     account.jobstream(m.VERIFY_MISMATCHES, [(hours(3), 100.0)])
