@@ -61,6 +61,8 @@ DEFAULT_MIN_PARITY = 0.999
 DEFAULT_MAX_LAG = 1000
 DEFAULT_LAG_WINDOW_MINUTES = 15.0
 DEFAULT_DRAIN_WINDOW_HOURS = 1.0
+DEFAULT_REPAIR_WINDOW_DAYS = 30.0
+"""Failed dual-writes must be repaired since phase 2 began, not only within the last day."""
 
 
 def register(subparsers: Any) -> None:
@@ -103,6 +105,15 @@ def register(subparsers: Any) -> None:
         type=_positive,
         default=DEFAULT_LAG_WINDOW_MINUTES,
         help=f"to 4: window for the lag figure (default {DEFAULT_LAG_WINDOW_MINUTES:g})",
+    )
+    parser.add_argument(
+        "--repair-window-days",
+        type=_positive,
+        default=DEFAULT_REPAIR_WINDOW_DAYS,
+        help=(
+            "to 4: failed and repaired dual-writes are counted over this window; make it cover "
+            f"the whole time since phase 2 began (default {DEFAULT_REPAIR_WINDOW_DAYS:g})"
+        ),
     )
     parser.add_argument(
         "--drain-window-hours",
@@ -585,7 +596,7 @@ def to_cutover(ctx: StackContext, args: argparse.Namespace) -> list[Check]:
     window = timedelta(hours=args.window_hours)
     dead_letter_topic = routing.dead_letter_topic or ctx.cfg.kafka.dead_letter_topic_name
     return [
-        _kafka_copies_repaired(ctx, window),
+        _kafka_copies_repaired(ctx, timedelta(days=args.repair_window_days)),
         _parity(ctx, window, args.min_parity),
         _lag(ctx, timedelta(minutes=args.lag_window_minutes), args.max_lag),
         _queue_empty(ctx, ctx.names.dead_letter_queue, "DLQ"),

@@ -175,6 +175,15 @@ def test_to_4_fails_while_failed_kafka_writes_are_unrepaired(account: Seeder, ru
     assert "replay every producer's repair log" in reached["detail"]
 
 
+def test_to_4_sees_unrepaired_kafka_writes_older_than_the_parity_window(
+    account: Seeder, run: Run
+) -> None:
+    _cutover_ready(account)
+    account.jobstream(m.SECONDARY_PUBLISH_FAILURES, [(hours(24 * 9), 7.0)], Route="kafka")
+    reached = preflight(run, 4).check("every dual-written job reached Kafka")
+    assert (reached["verdict"], reached["figure"]) == ("fail", "7 failed, 0 repaired, 7 unrepaired")
+
+
 def test_to_4_fails_when_parity_is_below_the_threshold(account: Seeder, run: Run) -> None:
     _cutover_ready(account)
     account.jobstream(m.VERIFY_MISMATCHES, [(hours(3), 100.0)])
