@@ -560,7 +560,7 @@ class Rehearsal:
         )
         self.parameter = routing_parameter_name(STACK)
         self._set_phase(self.config.steps[0])
-        self.repair_log = RepairLog(workdir / "repair.jsonl")
+        self.repair_log = RepairLog(workdir / "repair.jsonl", metrics=self.sink)
         kafka = KafkaPublisher(
             producer_config(self.bootstrap, delivery_timeout_ms=1500, extra=self._kafka_extra()),
             metrics=self.sink,
