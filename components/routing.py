@@ -18,9 +18,7 @@ import pulumi_aws as aws
 
 from components.iam import policy_document
 from infra.phases import Phase, Route
-
-ROUTING_VERSION = 1
-KAFKA_AUTH_IAM = "iam"
+from messaging.routing import KAFKA_AUTH_IAM, ROUTING_VERSION
 
 
 @dataclass(frozen=True)

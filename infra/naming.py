@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from messaging.routing import routing_parameter_name
+
 PROJECT = "jobstream"
 
 
@@ -23,7 +25,7 @@ class Names:
     # messaging
     @property
     def routing_parameter(self) -> str:
-        return f"/{PROJECT}/{self.stack}/routing"
+        return routing_parameter_name(self.stack)
 
     @property
     def job_queue(self) -> str:

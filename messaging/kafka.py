@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from messaging.routing import KAFKA_AUTH_IAM
+
 OAuthCallback = Callable[[Any], tuple[str, float]]
 
 
@@ -29,7 +31,7 @@ def msk_iam_oauth_cb(region: str) -> OAuthCallback:
 
 
 def auth_config(kafka_auth: str | None, region: str | None) -> dict[str, Any]:
-    if kafka_auth == "iam":
+    if kafka_auth == KAFKA_AUTH_IAM:
         if not region:
             raise ValueError("kafka_auth 'iam' needs an AWS region for the token signer")
         return {

@@ -23,26 +23,13 @@ if TYPE_CHECKING:
 ROUTING_VERSION = 1
 ROUTES: tuple[str, ...] = ("sqs", "kafka")
 CONSUMER_MODES: tuple[str, ...] = ("off", "verify", "primary")
-KAFKA_AUTH_MODES: tuple[str, ...] = ("iam", "none")
+KAFKA_AUTH_IAM = "iam"
+KAFKA_AUTH_MODES: tuple[str, ...] = (KAFKA_AUTH_IAM, "none")
 DEFAULT_TTL_SECONDS = 15.0
 
 RouteName = Literal["sqs", "kafka"]
 ModeName = Literal["off", "verify", "primary"]
 
-_KEYS = (
-    "version",
-    "stack",
-    "phase",
-    "publish_targets",
-    "consumer_modes",
-    "queue_url",
-    "dlq_url",
-    "topic",
-    "dead_letter_topic",
-    "bootstrap_brokers",
-    "consumer_group",
-    "kafka_auth",
-)
 _OPTIONAL_STRINGS = (
     "queue_url",
     "dlq_url",
@@ -51,6 +38,15 @@ _OPTIONAL_STRINGS = (
     "bootstrap_brokers",
     "consumer_group",
 )
+_KEYS = (
+    "version",
+    "stack",
+    "phase",
+    "publish_targets",
+    "consumer_modes",
+    *_OPTIONAL_STRINGS,
+    "kafka_auth",
+)
 
 
 class RoutingError(ValueError):
@@ -58,6 +54,7 @@ class RoutingError(ValueError):
 
 
 def routing_parameter_name(stack: str) -> str:
+    """The SSM parameter name of a stack's routing document (``infra.naming`` uses it too)."""
     return f"/jobstream/{stack}/routing"
 
 
