@@ -85,42 +85,41 @@ class FakeClock:
         return self.now
 
 
-@pytest.mark.moto_server
-def test_reader_serves_the_cached_document_within_the_ttl(aws_local: Aws) -> None:
+def read_then_rewrite(
+    aws_local: Aws, first: Routing, then: str, *, ttl: float, after: float
+) -> RoutingReader:
+    """A reader that has read ``first`` (asserted), after which the parameter was overwritten
+    with ``then`` and ``after`` seconds passed on the reader's clock."""
     ssm = aws_local.client("ssm")
     name = routing_parameter_name("dev")
-    ssm.put_parameter(Name=name, Type="String", Value=routing_for(1).to_json())
+    ssm.put_parameter(Name=name, Type="String", Value=first.to_json())
     clock = FakeClock()
-    reader = RoutingReader(ssm, name, ttl=15, clock=clock)
-    assert reader.get().phase == 1
-    ssm.put_parameter(Name=name, Type="String", Value=routing_for(2).to_json(), Overwrite=True)
-    clock.now = 14.9
+    reader = RoutingReader(ssm, name, ttl=ttl, clock=clock)
+    assert reader.get().phase == first.phase
+    ssm.put_parameter(Name=name, Type="String", Value=then, Overwrite=True)
+    clock.now = after
+    return reader
+
+
+@pytest.mark.moto_server
+def test_reader_serves_the_cached_document_within_the_ttl(aws_local: Aws) -> None:
+    reader = read_then_rewrite(
+        aws_local, routing_for(1), routing_for(2).to_json(), ttl=15, after=14.9
+    )
     assert (reader.get().phase, reader.fetches) == (1, 1)
 
 
 @pytest.mark.moto_server
 def test_reader_picks_up_a_phase_change_after_the_ttl(aws_local: Aws) -> None:
-    ssm = aws_local.client("ssm")
-    name = routing_parameter_name("dev")
-    ssm.put_parameter(Name=name, Type="String", Value=routing_for(1).to_json())
-    clock = FakeClock()
-    reader = RoutingReader(ssm, name, ttl=15, clock=clock)
-    reader.get()
-    ssm.put_parameter(Name=name, Type="String", Value=routing_for(2).to_json(), Overwrite=True)
-    clock.now = 15.0
+    reader = read_then_rewrite(
+        aws_local, routing_for(1), routing_for(2).to_json(), ttl=15, after=15.0
+    )
     assert reader.get().phase == 2
 
 
 @pytest.mark.moto_server
 def test_reader_keeps_the_last_good_document_when_a_refresh_is_invalid(aws_local: Aws) -> None:
-    ssm = aws_local.client("ssm")
-    name = routing_parameter_name("dev")
-    ssm.put_parameter(Name=name, Type="String", Value=routing_for(3).to_json())
-    clock = FakeClock()
-    reader = RoutingReader(ssm, name, ttl=1, clock=clock)
-    reader.get()
-    ssm.put_parameter(Name=name, Type="String", Value="{}", Overwrite=True)
-    clock.now = 5
+    reader = read_then_rewrite(aws_local, routing_for(3), "{}", ttl=1, after=5)
     assert reader.get().phase == 3
 
 
