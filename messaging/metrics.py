@@ -95,7 +95,11 @@ class MetricsSink(Protocol):
     def timing(self, name: str, milliseconds: float, **dimensions: str) -> None: ...
 
 
-def _key(name: str, dimensions: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+_Series = tuple[str, tuple[tuple[str, str], ...]]
+"""A metric name and its sorted (dimension, value) pairs."""
+
+
+def _key(name: str, dimensions: Mapping[str, str]) -> _Series:
     spec = METRICS.get(name)
     if spec is None:
         raise KeyError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
@@ -104,13 +108,13 @@ def _key(name: str, dimensions: Mapping[str, str]) -> tuple[str, tuple[tuple[str
     return name, tuple(sorted(dimensions.items()))
 
 
-class InMemoryMetrics:
-    """Keeps totals in memory (tests, the rehearsal, and as a tee next to CloudWatch)."""
+class _Accumulator:
+    """Counters summed and timings listed per series, under one lock (validated by ``_key``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self.timings: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = defaultdict(list)
+        self.counts: dict[_Series, float] = defaultdict(float)
+        self.timings: dict[_Series, list[float]] = defaultdict(list)
 
     def count(self, name: str, value: float = 1, **dimensions: str) -> None:
         key = _key(name, dimensions)
@@ -121,6 +125,10 @@ class InMemoryMetrics:
         key = _key(name, dimensions)
         with self._lock:
             self.timings[key].append(milliseconds)
+
+
+class InMemoryMetrics(_Accumulator):
+    """Keeps totals in memory (tests, the rehearsal, and as a tee next to CloudWatch)."""
 
     def total(self, name: str, **dimensions: str) -> float:
         """Sum over every series of ``name`` whose dimensions include ``dimensions``."""
@@ -145,12 +153,13 @@ class TeeMetrics:
             sink.timing(name, milliseconds, **dimensions)
 
 
-class CloudWatchMetrics:
+class CloudWatchMetrics(_Accumulator):
     """Buffers metrics and sends them with ``PutMetricData`` in batches.
 
     Counters are summed per (name, dimensions) between flushes; timings are sent as
-    ``Values``/``Counts`` lists. ``flush()`` sends now; with ``interval`` set a daemon thread
-    flushes every ``interval`` seconds. ``close()`` flushes and stops the thread.
+    ``Values``/``Counts`` lists (``counts`` and ``timings`` hold what is buffered since the last
+    flush). ``flush()`` sends now; with ``interval`` set a daemon thread flushes every
+    ``interval`` seconds. ``close()`` flushes and stops the thread.
     """
 
     def __init__(
@@ -161,14 +170,10 @@ class CloudWatchMetrics:
         namespace: str = NAMESPACE,
         interval: float | None = 10.0,
     ) -> None:
+        super().__init__()
         self._cw = cloudwatch
         self._stack = stack
         self._namespace = namespace
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self._timings: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = defaultdict(
-            list
-        )
         self.sent_batches = 0
         self.dropped_batches = 0
         self._stop = threading.Event()
@@ -179,16 +184,6 @@ class CloudWatchMetrics:
             )
             self._thread.start()
 
-    def count(self, name: str, value: float = 1, **dimensions: str) -> None:
-        key = _key(name, dimensions)
-        with self._lock:
-            self._counts[key] += value
-
-    def timing(self, name: str, milliseconds: float, **dimensions: str) -> None:
-        key = _key(name, dimensions)
-        with self._lock:
-            self._timings[key].append(milliseconds)
-
     def _dims(self, dims: tuple[tuple[str, str], ...]) -> list[Any]:
         return [{"Name": DIM_STACK, "Value": self._stack}] + [
             {"Name": k, "Value": v} for k, v in dims
@@ -196,8 +191,8 @@ class CloudWatchMetrics:
 
     def _take(self) -> list[Any]:
         with self._lock:
-            counts, self._counts = self._counts, defaultdict(float)
-            timings, self._timings = self._timings, defaultdict(list)
+            counts, self.counts = self.counts, defaultdict(float)
+            timings, self.timings = self.timings, defaultdict(list)
         data: list[Any] = []
         for (name, dims), value in counts.items():
             data.append(
