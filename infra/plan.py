@@ -13,7 +13,9 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pulumi
@@ -76,8 +78,13 @@ class Plan:
             "outputs": self.outputs,
         }
 
-    def by_urn(self) -> dict[str, PlannedResource]:
-        return {r.urn: r for r in self.resources}
+    @cached_property
+    def _index(self) -> Mapping[str, PlannedResource]:
+        return MappingProxyType({r.urn: r for r in self.resources})
+
+    def by_urn(self) -> Mapping[str, PlannedResource]:
+        """Resources by URN (built once per plan: parent walks look it up per resource)."""
+        return self._index
 
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
