@@ -8,25 +8,23 @@ from infra.config import KEYS, ConfigError, Environment, parse
 from infra.plan import read_stack_config
 
 
-def dev_config(**changes: str | None) -> dict[str, str]:
-    raw = read_stack_config("dev")
-    for key, value in changes.items():
-        full = f"jobstream:{key}"
-        if value is None:
-            raw.pop(full, None)
-        else:
-            raw[full] = value
-    return raw
-
-
-def prod_config(**changes: str | None) -> dict[str, str]:
-    raw = read_stack_config("prod")
+def stack_config(stack: str, changes: dict[str, str | None]) -> dict[str, str]:
+    """The stack file's config with ``jobstream:`` keys changed (None removes a key)."""
+    raw = read_stack_config(stack)
     for key, value in changes.items():
         if value is None:
             raw.pop(f"jobstream:{key}", None)
         else:
             raw[f"jobstream:{key}"] = value
     return raw
+
+
+def dev_config(**changes: str | None) -> dict[str, str]:
+    return stack_config("dev", changes)
+
+
+def prod_config(**changes: str | None) -> dict[str, str]:
+    return stack_config("prod", changes)
 
 
 def rejected_keys(raw: dict[str, str], stack: str = "dev") -> list[str]:
