@@ -10,10 +10,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv plan test lint typecheck pytest docs rehearse bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./runtime -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

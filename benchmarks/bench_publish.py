@@ -31,17 +31,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from messaging import aws
-from messaging.envelope import Envelope
-from messaging.kafka import ensure_topics, producer_config
-from messaging.local import MotoServer, TansuBroker, use_dummy_aws_credentials
-from messaging.publishers import (
+from jobstream.messaging import aws
+from jobstream.messaging.envelope import Envelope
+from jobstream.messaging.kafka import ensure_topics, producer_config
+from jobstream.messaging.publishers import (
     Destination,
     DualWritePublisher,
     KafkaPublisher,
     RepairLog,
     SqsPublisher,
 )
+from rehearsal.servers import MotoServer, TansuBroker, use_dummy_aws_credentials
 
 
 def _envelopes(n: int) -> list[Envelope]:

@@ -2,11 +2,13 @@
 
 One compute environment (Fargate, Fargate Spot or EC2 Spot) in the private subnets, one job
 queue, one job definition, the execution and job roles, and the pipe SQS -> Batch (batch size
-1: one message, one job; the message body reaches the job as ``JOBSTREAM_JOB_MESSAGE``).
+1: one message, one job; the message body reaches the job as ``JOBSTREAM_JOB_MESSAGE``). The
+container runs ``jobstream-worker`` (the image's entry point) with the environment of the
+contract (``jobstream.contract.env``); its exit statuses drive the retry strategy.
 
-The phase table only flips two inputs here: the job queue's ``state`` (ENABLED / DISABLED) and
-the pipe's ``desiredState`` (RUNNING / STOPPED). Nothing else depends on the phase, so a phase
-change never replaces the compute environment.
+Nothing here depends on the phase beyond the job queue's ``state`` and the pipe's
+``desiredState`` (both on in every phase that has them: in phase 4 the SQS path drains), so a
+phase change never replaces the compute environment.
 """
 
 from __future__ import annotations
@@ -20,31 +22,42 @@ import pulumi
 import pulumi_aws as aws
 
 from components.container_roles import ecs_tasks_role, task_execution_role
-from components.iam import assume_role_policy, policy_document
+from components.iam import assume_role_policy, policy_document, put_metrics_statement
+from jobstream.contract import env
+from jobstream.contract.exits import RETRYABLE_EXITS
+from jobstream.contract.metrics import NAMESPACE as METRICS_NAMESPACE
 
 HTTPS_PORT = 443
 POSTGRES_PORT = 5432
 LOG_STREAM_PREFIX = "ml"
 PIPE_JOB_NAME = "jobstream-ml"
-CONSUMER_KIND = "sqs"
-"""``JOBSTREAM_CONSUMER``: tells the shared container image it was started for one SQS job."""
 
 ECR_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 
-# Retry strategy, evaluated in order (AWS Batch allows at most 5 entries). Patterns may hold
-# letters, digits, periods, colons and spaces, with an optional trailing '*'.
-RETRY_ON_INFRASTRUCTURE: tuple[Mapping[str, str], ...] = (
-    # EC2 Spot reclaim or a failed host: "Host EC2 (instance i-...) terminated."
-    {"action": "RETRY", "on_status_reason": "Host EC2*"},
-    # Fargate Spot reclaim.
-    {"action": "RETRY", "on_status_reason": "Your Spot Task was interrupted*"},
+# Retry strategy (AWS Batch: at most 5 entries, all conditions of an entry must match, a job that
+# matches no entry is retried, so the last entry exits on everything). Patterns may hold letters,
+# digits, periods, colons and spaces, with an optional trailing '*' (AWS Batch API reference,
+# EvaluateOnExit).
+RETRY_ON_HOST_LOSS: Mapping[str, str] = {"action": "RETRY", "on_status_reason": "Host EC2*"}
+"""EC2 Spot reclaim or a failed host: "Host EC2 (instance i-...) terminated."."""
+RETRY_ON_FARGATE_SPOT: Mapping[str, str] = {
+    "action": "RETRY",
+    "on_status_reason": "Your Spot Task was interrupted*",
+}
+RETRY_ON_START_FAILURES: tuple[Mapping[str, str], ...] = (
     # Image pull and task start-up failures (registry throttling, ENI or network hiccups).
     {"action": "RETRY", "on_reason": "CannotPullContainerError*"},
     {"action": "RETRY", "on_reason": "ResourceInitializationError*"},
 )
+RETRY_ON_WORKER_TEMPORARY: tuple[Mapping[str, str], ...] = tuple(
+    {"action": "RETRY", "on_exit_code": str(int(code))} for code in RETRYABLE_EXITS
+)
+"""The worker exits ``TEMPORARY`` when a dependency (SSM, the database) failed."""
 EXIT_ON_EVERYTHING_ELSE: Mapping[str, str] = {"action": "EXIT", "on_reason": "*"}
-"""Anything else, above all a non-zero exit of the application and the attempt timeout, fails
-the job at once: rerunning a job the application rejected would only repeat the failure."""
+"""Anything else, above all the worker's permanent failures (poison message, handler failed,
+configuration) and the attempt timeout, fails the job at once: rerunning a job the application
+rejected would only repeat the failure. The failed-jobs capture keeps it."""
+MAX_EVALUATE_ON_EXIT = 5
 
 
 class ComputeType(StrEnum):
@@ -56,6 +69,28 @@ class ComputeType(StrEnum):
     @property
     def is_fargate(self) -> bool:
         return self in (ComputeType.FARGATE, ComputeType.FARGATE_SPOT)
+
+
+def retry_conditions(compute_type: ComputeType) -> list[dict[str, str]]:
+    """The job definition's ``evaluateOnExit``, in order, for one kind of compute: the host-loss
+    condition that kind can meet (EC2 hosts, or Fargate Spot interruptions), start-up failures,
+    the worker's temporary exit, then exit on everything else."""
+    host: tuple[Mapping[str, str], ...] = (
+        (RETRY_ON_HOST_LOSS,)
+        if compute_type is ComputeType.SPOT
+        else (RETRY_ON_FARGATE_SPOT,)
+        if compute_type is ComputeType.FARGATE_SPOT
+        else ()
+    )
+    entries = [
+        *host,
+        *RETRY_ON_START_FAILURES,
+        *RETRY_ON_WORKER_TEMPORARY,
+        EXIT_ON_EVERYTHING_ELSE,
+    ]
+    if len(entries) > MAX_EVALUATE_ON_EXIT:
+        raise ValueError(f"{len(entries)} evaluateOnExit entries; AWS Batch takes at most 5")
+    return [dict(e) for e in entries]
 
 
 @dataclass(frozen=True)
@@ -88,6 +123,7 @@ class BatchArgs:
     job_attempts: int
     enabled: bool
     """Job queue ENABLED (True) or DISABLED (False)."""
+    stack: str
     routing_parameter_name: str
     db_host: pulumi.Input[str]
     db_name: str
@@ -168,6 +204,12 @@ class Batch(pulumi.ComponentResource):
             f"{name}-job",
             account=self._account,
             description=f"{args.job_definition_name}: the ML job itself",
+        )
+        aws.iam.RolePolicy(
+            f"{name}-job-metrics",
+            role=self.job_role.id,
+            policy=policy_document(self, [put_metrics_statement(METRICS_NAMESPACE)]),
+            opts=child,
         )
 
         compute = self._compute_environment(name, args, sg)
@@ -252,13 +294,16 @@ class Batch(pulumi.ComponentResource):
     def _job_definition(
         self, name: str, args: BatchArgs, log_group: aws.cloudwatch.LogGroup
     ) -> aws.batch.JobDefinition:
-        environment = [
-            {"name": "JOBSTREAM_ROUTING_PARAMETER", "value": args.routing_parameter_name},
-            {"name": "JOBSTREAM_DB_HOST", "value": args.db_host},
-            {"name": "JOBSTREAM_DB_NAME", "value": args.db_name},
-            {"name": "JOBSTREAM_DB_USER", "value": args.db_user},
-            {"name": "JOBSTREAM_CONSUMER", "value": CONSUMER_KIND},
-        ]
+        variables = env.worker_environment(
+            env.CONSUMER_SQS,
+            stack=args.stack,
+            region=self._region,
+            routing_parameter=args.routing_parameter_name,
+            db_host=args.db_host,
+            db_name=args.db_name,
+            db_user=args.db_user,
+        )
+        environment = [{"name": k, "value": v} for k, v in sorted(variables.items())]
         container: dict[str, Any] = {
             "image": args.image,
             "resourceRequirements": [
@@ -288,10 +333,7 @@ class Batch(pulumi.ComponentResource):
             container_properties=pulumi.Output.json_dumps(container),
             retry_strategy={
                 "attempts": args.job_attempts,
-                "evaluate_on_exits": [
-                    *(dict(e) for e in RETRY_ON_INFRASTRUCTURE),
-                    dict(EXIT_ON_EVERYTHING_ELSE),
-                ],  # pyright: ignore[reportArgumentType]
+                "evaluate_on_exits": retry_conditions(args.compute_type),  # pyright: ignore[reportArgumentType]
             },
             timeout={"attempt_duration_seconds": args.job_timeout_seconds},
             propagate_tags=True,
@@ -377,8 +419,7 @@ class Batch(pulumi.ComponentResource):
                     # Dynamic path parameters: the pipe fills these from the SQS message.
                     "container_overrides": {
                         "environments": [
-                            {"name": "JOBSTREAM_JOB_MESSAGE", "value": "$.body"},
-                            {"name": "JOBSTREAM_SQS_MESSAGE_ID", "value": "$.messageId"},
+                            {"name": k, "value": v} for k, v in env.PIPE_OVERRIDES.items()
                         ]
                     },
                 }

@@ -22,6 +22,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.container_roles import ecs_tasks_role, task_execution_role
+from components.iam import policy_document, put_metrics_statement
+from jobstream.contract.metrics import NAMESPACE as METRICS_NAMESPACE
 
 CONTAINER_NAME = "consumer"
 STOP_TIMEOUT_SECONDS = 120
@@ -46,6 +48,7 @@ class ConsumerServiceArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     environment: Mapping[str, pulumi.Input[str]]
+    """The worker's environment (``jobstream.contract.env.service_environment``)."""
     kafka_consumer_policy: pulumi.Input[str]
     database_security_group_id: pulumi.Input[str]
     log_group_name: str
@@ -110,6 +113,12 @@ class ConsumerService(pulumi.ComponentResource):
         task_role = ecs_tasks_role(self, f"{name}-task", account=account)
         aws.iam.RolePolicy(
             f"{name}-kafka", role=task_role.id, policy=args.kafka_consumer_policy, opts=child
+        )
+        aws.iam.RolePolicy(
+            f"{name}-metrics",
+            role=task_role.id,
+            policy=policy_document(self, [put_metrics_statement(METRICS_NAMESPACE)]),
+            opts=child,
         )
 
         # Egress only: HTTPS (AWS APIs, ECR, logs) and PostgreSQL to the proxy.

@@ -48,3 +48,17 @@ def assume_role_policy(
             {"test": "StringEquals", "variable": "aws:SourceAccount", "values": [source_account]}
         ]
     return policy_document(parent, [statement])
+
+
+def put_metrics_statement(namespace: str) -> dict[str, Any]:
+    """``cloudwatch:PutMetricData`` into one namespace only. The action has no resource-level
+    permissions (the resource must be ``*``); the ``cloudwatch:namespace`` condition key limits it
+    (Service Authorization Reference, Amazon CloudWatch)."""
+    return {
+        "sid": "PutJobstreamMetrics",
+        "actions": ["cloudwatch:PutMetricData"],
+        "resources": ["*"],
+        "conditions": [
+            {"test": "StringEquals", "variable": "cloudwatch:namespace", "values": [namespace]}
+        ],
+    }

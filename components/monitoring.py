@@ -1,6 +1,6 @@
 """Alerting and the migration dashboard: the alert topic, alarms per phase, trigger alarms.
 
-Everything is addressed by physical names (``infra/naming.py``) and CloudWatch dimensions, so
+Everything is addressed by physical names (``jobstream.contract.names``) and CloudWatch dimensions, so
 this component needs no outputs of the components it watches: the stack passes one optional
 args object per resource group, present only when the group exists in the phase, and an alarm
 exists exactly when its resource does.
@@ -27,7 +27,7 @@ import pulumi_aws as aws
 
 from components.iam import policy_document, service_principal
 from components.kms import customer_managed_key
-from messaging import metrics as m
+from jobstream.contract import metrics as m
 
 # Namespaces of the AWS metrics watched here.
 SQS_NS = "AWS/SQS"
@@ -79,6 +79,8 @@ class MigrationTriggers:
 @dataclass(frozen=True)
 class BatchMonitoring:
     job_queue_name: str
+    failed_jobs_queue_name: str
+    failed_jobs_rule_name: str
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,51 @@ def trigger_alarms(t: MigrationTriggers) -> list[AlarmSpec]:
     ]
 
 
+def batch_alarms(b: BatchMonitoring) -> list[AlarmSpec]:
+    return [
+        AlarmSpec(
+            "batch-failed-jobs",
+            f"AWS Batch jobs failed for good and are parked in {b.failed_jobs_queue_name} with "
+            "their message: run `jobstream parked` to see why, fix the cause, then `jobstream "
+            "redrive --source failed-jobs`.",
+            0,
+            1,
+            metric=Metric(
+                SQS_NS,
+                "ApproximateNumberOfMessagesVisible",
+                {"QueueName": b.failed_jobs_queue_name},
+                "Maximum",
+                300,
+            ),
+        ),
+        AlarmSpec(
+            "batch-failed-jobs-capture",
+            f"EventBridge could not deliver failed-job events of rule {b.failed_jobs_rule_name} "
+            f"to {b.failed_jobs_queue_name} (FailedInvocations): check the queue policy; the "
+            "jobs' messages are in the Batch job history only.",
+            0,
+            1,
+            metric=Metric(
+                EVENTS_NS, "FailedInvocations", {"RuleName": b.failed_jobs_rule_name}, "Sum", 300
+            ),
+        ),
+    ]
+
+
+def messaging_alarms(stack: str) -> list[AlarmSpec]:
+    return [
+        AlarmSpec(
+            "routing-stale",
+            f"A producer or consumer of stack {stack} could not refresh the routing document "
+            "for several TTLs and runs on an old phase (metric "
+            f"{m.NAMESPACE}/{m.ROUTING_STALE}): check its SSM access and network path.",
+            0,
+            1,
+            metric=Metric(m.NAMESPACE, m.ROUTING_STALE, {m.DIM_STACK: stack}, "Sum", 300),
+        )
+    ]
+
+
 def pipe_alarms(p: PipeMonitoring) -> list[AlarmSpec]:
     dims = {"PipeName": p.pipe_name}
     return [
@@ -420,6 +467,8 @@ def alarm_specs(args: MonitoringArgs) -> list[AlarmSpec]:
         specs += queue_alarms(args.queue)
     if args.triggers is not None:
         specs += trigger_alarms(args.triggers)
+    if args.batch is not None:
+        specs += batch_alarms(args.batch)
     if args.pipe is not None:
         specs += pipe_alarms(args.pipe)
     if args.kafka is not None:
@@ -429,6 +478,7 @@ def alarm_specs(args: MonitoringArgs) -> list[AlarmSpec]:
     if args.service is not None:
         specs += service_alarms(args.service)
     specs += database_alarms(args.database)
+    specs += messaging_alarms(args.stack)
     return specs
 
 
@@ -836,6 +886,22 @@ def dashboard_body(
                 label="mismatches",
                 yAxis="right",
             ),
+            _metric_line(
+                m.NAMESPACE,
+                m.VERIFY_DEFERRED,
+                stack,
+                stat="Sum",
+                label="deferred (compared when the SQS path applies)",
+                yAxis="right",
+            ),
+            _metric_line(
+                m.NAMESPACE,
+                m.ROUTING_STALE,
+                stack,
+                stat="Sum",
+                label="stale routing refreshes",
+                yAxis="right",
+            ),
         ],
         yAxis={"left": {"min": 0, "max": 100}},
     )
@@ -849,6 +915,16 @@ def dashboard_body(
                     {"RuleName": failed_rule_name},
                     stat="Sum",
                     label="Batch jobs FAILED",
+                )
+            )
+        if args.batch is not None:
+            lines.append(
+                _metric_line(
+                    SQS_NS,
+                    "ApproximateNumberOfMessagesVisible",
+                    {"QueueName": args.batch.failed_jobs_queue_name},
+                    stat="Maximum",
+                    label="failed jobs parked",
                 )
             )
         if args.pipe is not None:

@@ -1,10 +1,11 @@
 """What a producer (the backend API, outside this stack) needs to publish jobs: one managed IAM
 policy to attach to its role, covering exactly the routes that exist in the phase.
 
-The policy grants reading the routing parameter, sending to the SQS job queue while the queue
-exists (phases 1-4: in phase 4 SQS takes no new writes, but a rollback to 3 flips the routing
-back before any policy could follow, so the grant stays while the queue does), and the Kafka
-producer statements while the cluster exists. The producers' security groups reach the brokers
+The policy grants reading the routing parameter, putting metrics into the ``Jobstream``
+namespace (and nothing else of CloudWatch), sending to the SQS job queue while the queue exists
+(phases 1-4: in phase 4 SQS takes no new writes, but a rollback to 3 flips the routing back
+before any policy could follow, so the grant stays while the queue does), and the Kafka producer
+statements while the cluster exists. The producers' security groups reach the brokers
 through ``Kafka.allow_client`` (the stack wires that).
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_document
+from components.iam import policy_document, put_metrics_statement
+from jobstream.contract.metrics import NAMESPACE as METRICS_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class ProducerAccess(pulumi.ComponentResource):
                 "sid": "ReadRouting",
                 "actions": ["ssm:GetParameter"],
                 "resources": [args.routing_parameter_arn],
-            }
+            },
+            put_metrics_statement(METRICS_NAMESPACE),
         ]
         if args.queue_arn is not None:
             statements.append(

@@ -1,24 +1,28 @@
 """The routing parameter: one SSM String parameter per stack holding the routing contract.
 
-Its value is the JSON document that ``messaging.routing.Routing`` parses (DESIGN.md, the routing
-contract): the phase, where producers publish (the first target is the primary), each route's
-consumer mode, and where the queues and topics are. It is built from the phase table and the
-other components' outputs, so a phase change rewrites this one value and the services follow it
-(cached with a short TTL) without a redeploy. Only the roles granted with ``grant_read`` may
-read it.
+Its value is the document of ``jobstream.contract.routing``, built by ``routing_for_phase`` (the
+one function that the rehearsal and the tests call too) from the phase table and the other
+components' outputs: the phase, where producers publish (the first target is the primary), each
+route's consumer mode, and where the queues and topics are. The document is validated twice: once
+when the program runs, with placeholders for the values only AWS knows (so a phase that needs a
+place the stack did not give fails ``pulumi preview``), and again on the real values. A phase change
+rewrites this one value and the services follow it (cached with a short TTL) without a redeploy.
+Only the roles granted with ``grant_read`` may read it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from components.iam import policy_document
-from infra.phases import Phase, Route
-from messaging.routing import KAFKA_AUTH_IAM, ROUTING_VERSION
+from jobstream.contract.phases import Phase
+from jobstream.contract.routing import routing_for_phase
+
+_PLACEHOLDER = "<known after deploy>"
 
 
 @dataclass(frozen=True)
@@ -34,23 +38,37 @@ class RoutingArgs:
     consumer_group: str | None = None
 
 
-def routing_document(args: RoutingArgs) -> dict[str, Any]:
-    """The routing contract for one stack and phase (values may be Outputs)."""
-    kafka = args.bootstrap_brokers is not None
+def _places(args: RoutingArgs) -> Mapping[str, pulumi.Input[str] | None]:
     return {
-        "version": ROUTING_VERSION,
-        "stack": args.stack,
-        "phase": args.phase.number,
-        "publish_targets": [route.value for route in args.phase.publish_targets],
-        "consumer_modes": {route.value: args.phase.consumer_modes[route].value for route in Route},
         "queue_url": args.queue_url,
         "dlq_url": args.dlq_url,
         "topic": args.topic,
         "dead_letter_topic": args.dead_letter_topic,
         "bootstrap_brokers": args.bootstrap_brokers,
         "consumer_group": args.consumer_group,
-        "kafka_auth": KAFKA_AUTH_IAM if kafka else None,
     }
+
+
+def _document(args: RoutingArgs, places: Mapping[str, str | None]) -> str:
+    return routing_for_phase(
+        args.phase,
+        stack=args.stack,
+        queue_url=places.get("queue_url"),
+        dlq_url=places.get("dlq_url"),
+        topic=places.get("topic"),
+        dead_letter_topic=places.get("dead_letter_topic"),
+        bootstrap_brokers=places.get("bootstrap_brokers"),
+        consumer_group=places.get("consumer_group"),
+    ).to_json()
+
+
+def routing_value(args: RoutingArgs) -> pulumi.Output[str]:
+    """The parameter's value: the validated routing document as JSON."""
+    places = _places(args)
+    # Fails now (not at deploy time) when the phase needs a place the stack did not give.
+    _document(args, {k: None if v is None else _PLACEHOLDER for k, v in places.items()})
+    present = {k: v for k, v in places.items() if v is not None}
+    return pulumi.Output.all(**present).apply(lambda resolved: _document(args, resolved))
 
 
 class RoutingParameter(pulumi.ComponentResource):
@@ -63,7 +81,7 @@ class RoutingParameter(pulumi.ComponentResource):
     ) -> None:
         super().__init__("jobstream:routing:RoutingParameter", name, None, opts)
         self._name = name
-        value = pulumi.Output.json_dumps(routing_document(args))
+        value = routing_value(args)
         parameter = aws.ssm.Parameter(
             name,
             name=args.parameter_name,

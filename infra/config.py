@@ -20,7 +20,7 @@ from typing import Any
 from components.batch import ComputeType
 from components.kafka import EnhancedMonitoring, KafkaMode, TopicManager
 from components.network import NatStrategy
-from infra.phases import CLEANUP_PHASE, PHASES
+from jobstream.contract.phases import CLEANUP_PHASE, PHASES
 
 NAMESPACE = "jobstream"
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from infra.config import markdown_table
-from infra.phases import ConsumerMode, GroupState, ResourceGroup, Route, all_phases
+from jobstream.contract.phases import ConsumerMode, GroupState, ResourceGroup, Route, all_phases
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

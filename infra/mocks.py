@@ -91,6 +91,8 @@ class PlanMocks(pulumi.runtime.Mocks):
             return f"arn:{PARTITION}:ssm:{r}:{a}:parameter/{physical.lstrip('/')}"
         if kind == "LogGroup":
             return f"arn:{PARTITION}:logs:{r}:{a}:log-group:{physical}"
+        if module == "cloudwatch" and kind == "EventRule":
+            return f"arn:{PARTITION}:events:{r}:{a}:rule/{physical}"
         if module == "kms":
             return f"arn:{PARTITION}:kms:{r}:{a}:key/{_uuid(physical)}"
         if module == "secretsmanager" and kind == "Secret":

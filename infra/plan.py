@@ -27,7 +27,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra import config as config_module
 from infra.mocks import PlanMocks
-from infra.naming import PROJECT
+from jobstream.contract.names import PROJECT
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 
@@ -446,6 +446,6 @@ class PlanSet:
 
 
 def _cleanup_ok(phase: int) -> dict[str, str]:
-    from infra.phases import CLEANUP_PHASE
+    from jobstream.contract.phases import CLEANUP_PHASE
 
     return {f"{config_module.NAMESPACE}:confirmCleanup": "true"} if phase == CLEANUP_PHASE else {}

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from components.batch import Batch, BatchArgs, BatchTrigger
 from components.consumer_service import ConsumerService, ConsumerServiceArgs, ScalingMetric
 from components.database import Database, DatabaseArgs
+from components.failed_jobs import FailedJobsArgs, FailedJobsCapture
 from components.job_queue import JobQueue, JobQueueArgs
 from components.kafka import Kafka, KafkaArgs, KafkaMode, topic_specs
 from components.monitoring import (
@@ -33,8 +34,9 @@ from components.network import Network, NetworkArgs
 from components.producer_access import ProducerAccess, ProducerAccessArgs
 from components.routing import RoutingArgs, RoutingParameter
 from infra.config import StackConfig
-from infra.naming import Names
-from infra.phases import GroupState, Phase, ResourceGroup, Route, phase
+from jobstream.contract import env
+from jobstream.contract.names import Names
+from jobstream.contract.phases import GroupState, Phase, ResourceGroup, Route, phase
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ def _batch(ctx: Context, network: Network, jobs: JobQueue | None, database: Data
             job_timeout_seconds=batch.job_timeout_seconds,
             job_attempts=batch.job_attempts,
             enabled=ctx.phase.state(ResourceGroup.BATCH) is GroupState.ENABLED,
+            stack=cfg.stack,
             routing_parameter_name=names.routing_parameter,
             db_host=database.proxy_endpoint,
             db_name=cfg.database.name,
@@ -196,6 +199,19 @@ def _batch(ctx: Context, network: Network, jobs: JobQueue | None, database: Data
     )
     database.allow_client("batch", component.security_group_id)
     database.grant_connect("batch", component.job_role, cfg.database.app_username)
+    # Every phase with Batch captures the jobs that fail for good (the pipe has deleted their
+    # messages from SQS by then).
+    failed = FailedJobsCapture(
+        "failed-jobs",
+        FailedJobsArgs(
+            queue_name=names.failed_jobs_queue,
+            rule_name=names.failed_jobs_rule,
+            job_queue_arn=component.job_queue_arn,
+            protect=cfg.protect_stateful,
+        ),
+        ctx.opts,
+    )
+    pulumi.export("failedJobsQueueUrl", failed.queue_url)
     pulumi.export("batchJobQueueArn", component.job_queue_arn)
     pulumi.export("batchJobDefinitionArn", component.job_definition_arn)
     if component.pipe_name is not None:
@@ -267,14 +283,15 @@ def _consumer_service(
             image=cfg.batch.image,
             vpc_id=network.vpc_id,
             subnet_ids=network.private_subnet_ids,
-            environment={
-                "JOBSTREAM_ROUTING_PARAMETER": names.routing_parameter,
-                "JOBSTREAM_DB_HOST": database.proxy_endpoint,
-                "JOBSTREAM_DB_NAME": cfg.database.name,
-                "JOBSTREAM_DB_USER": cfg.database.app_username,
-                "JOBSTREAM_CONSUMER_GROUP": cfg.kafka.consumer_group,
-                "JOBSTREAM_CONSUMER": "kafka",
-            },
+            environment=env.worker_environment(
+                env.CONSUMER_KAFKA,
+                stack=cfg.stack,
+                region=cfg.region,
+                routing_parameter=names.routing_parameter,
+                db_host=database.proxy_endpoint,
+                db_name=cfg.database.name,
+                db_user=cfg.database.app_username,
+            ),
             kafka_consumer_policy=kafka.consumer_policy,
             database_security_group_id=database.proxy_security_group_id,
             log_group_name=names.log_group("consumer"),
@@ -394,7 +411,11 @@ def _monitoring(ctx: Context) -> Monitoring:
             )
             if has(ResourceGroup.JOB_QUEUE)
             else None,
-            batch=BatchMonitoring(job_queue_name=names.batch_job_queue)
+            batch=BatchMonitoring(
+                job_queue_name=names.batch_job_queue,
+                failed_jobs_queue_name=names.failed_jobs_queue,
+                failed_jobs_rule_name=names.failed_jobs_rule,
+            )
             if has(ResourceGroup.BATCH)
             else None,
             pipe=PipeMonitoring(pipe_name=names.pipe) if has(ResourceGroup.SQS_TRIGGER) else None,

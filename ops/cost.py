@@ -18,9 +18,9 @@ from importlib import resources
 from typing import Any
 
 from infra.config import ComputeType
-from infra.naming import Names
-from infra.phases import CLEANUP_PHASE, PHASES, GroupState, ResourceGroup, Route, phase
 from infra.plan import Plan, PlannedResource, run_plan
+from jobstream.contract.names import Names
+from jobstream.contract.phases import CLEANUP_PHASE, PHASES, Route, phase
 from ops.aws_clients import EXIT_OK, UsageError, handles_errors
 from ops.report import console, fmt_money, print_json
 
@@ -363,7 +363,9 @@ def _ecs_service(ctx: _Ctx, r: PlannedResource) -> list[Line]:
 
 def _batch_jobs(ctx: _Ctx, r: PlannedResource) -> list[Line]:
     p, a, batch = ctx.prices, ctx.assumptions, ctx.plan.config.batch
-    if phase(ctx.plan.phase).state(ResourceGroup.BATCH) is not GroupState.ENABLED:
+    # Jobs run on Batch while producers publish to SQS; in phase 4 the SQS path only drains
+    # what is left and then idles (an idle compute environment costs nothing).
+    if Route.SQS not in phase(ctx.plan.phase).publish_targets:
         return []
     hours = a.jobs_per_day * p.days * a.job_seconds / 3600
     load = f"{a.jobs_per_day:,}/day x {a.job_seconds} s"
@@ -425,7 +427,7 @@ def _sqs_queue(ctx: _Ctx, r: PlannedResource) -> list[Line]:
 
 
 def _pipe(ctx: _Ctx, r: PlannedResource) -> list[Line]:
-    if phase(ctx.plan.phase).state(ResourceGroup.SQS_TRIGGER) is not GroupState.RUNNING:
+    if Route.SQS not in phase(ctx.plan.phase).publish_targets:
         return []
     events = ctx.assumptions.jobs_per_day * ctx.prices.days
     return [

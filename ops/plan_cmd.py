@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.config import ConfigError
-from infra.phases import PHASES, phase
 from infra.plan import Plan, PlanDiff, PlanError, diff_plans, group_counts, mermaid, run_plan
+from jobstream.contract.phases import PHASES, phase
 
 
 def register(subparsers: Any) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from infra.phases import PHASES, ResourceGroup, adjacent_changes, phase
-from messaging import metrics as m
+from jobstream.contract import metrics as m
+from jobstream.contract.phases import PHASES, ResourceGroup, adjacent_changes, phase
 from ops.aws_clients import CannotTellError, UsageError, handles_errors
 from ops.probes import (
     StackContext,
@@ -31,6 +31,7 @@ from ops.probes import (
     kafka_lag_metric,
     kafka_topics,
     metric_max,
+    metric_series,
     metric_total,
     open_stack,
     period_for,
@@ -61,8 +62,6 @@ DEFAULT_MIN_PARITY = 0.999
 DEFAULT_MAX_LAG = 1000
 DEFAULT_LAG_WINDOW_MINUTES = 15.0
 DEFAULT_DRAIN_WINDOW_HOURS = 1.0
-DEFAULT_REPAIR_WINDOW_DAYS = 30.0
-"""Failed dual-writes must be repaired since phase 2 began, not only within the last day."""
 
 
 def register(subparsers: Any) -> None:
@@ -104,15 +103,9 @@ def register(subparsers: Any) -> None:
         "--lag-window-minutes",
         type=_positive,
         default=DEFAULT_LAG_WINDOW_MINUTES,
-        help=f"to 4: window for the lag figure (default {DEFAULT_LAG_WINDOW_MINUTES:g})",
-    )
-    parser.add_argument(
-        "--repair-window-days",
-        type=_positive,
-        default=DEFAULT_REPAIR_WINDOW_DAYS,
         help=(
-            "to 4: failed and repaired dual-writes are counted over this window; make it cover "
-            f"the whole time since phase 2 began (default {DEFAULT_REPAIR_WINDOW_DAYS:g})"
+            "to 4: window for the lag figure; to 2: the window in which the consumer must have "
+            f"caught up (default {DEFAULT_LAG_WINDOW_MINUTES:g})"
         ),
     )
     parser.add_argument(
@@ -191,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
 
 def gates(ctx: StackContext, args: argparse.Namespace, current: int, target: int) -> list[Check]:
     if target < current:
-        return rollback_checks(ctx, target)
+        return rollback_checks(ctx, target, args)
     builders: dict[int, Callable[[StackContext, argparse.Namespace], list[Check]]] = {
         2: to_dual_write,
         3: to_consumer_migration,
@@ -354,62 +347,6 @@ def _dual_write(ctx: StackContext, window: timedelta, min_ratio: float) -> Check
     return check(name, needs, decide)
 
 
-def _kafka_copies_repaired(ctx: StackContext, window: timedelta) -> Check:
-    """Every dual-written job reached Kafka: the failed secondary writes to Kafka were all
-    re-published from the producers' repair logs (a job that reached SQS alone is lost at
-    cutover: in phase 4 nothing consumes SQS any more)."""
-    name = f"every dual-written job reached Kafka ({human_window(window)})"
-    needs = "0 unrepaired"
-
-    def decide() -> Check:
-        period = period_for(window, minimum=3600)
-        totals = [
-            metric_total(
-                ctx, jobstream_metric(ctx, metric, Route="kafka"), window=window, period=period
-            )
-            for metric in (m.SECONDARY_PUBLISH_FAILURES, m.SECONDARY_PUBLISH_REPAIRED)
-        ]
-        failures, repaired = (total or 0.0 for total in totals)
-        unrepaired = failures - repaired
-        figure = (
-            f"{fmt_int(failures)} failed, {fmt_int(repaired)} repaired, "
-            f"{fmt_int(max(unrepaired, 0.0))} unrepaired"
-        )
-        source = (
-            f"{m.SECONDARY_PUBLISH_FAILURES} - {m.SECONDARY_PUBLISH_REPAIRED} "
-            f"{{{m.DIM_ROUTE}=kafka}}"
-        )
-        if unrepaired > 0:
-            detail = (
-                f"{fmt_int(unrepaired)} job(s) reached SQS but not Kafka and would be lost at "
-                "cutover: replay every producer's repair log (RepairLog.replay, with the "
-                "stack's CloudWatch metrics so the repairs are counted) until it is empty, "
-                f"then run preflight again; from {source}"
-            )
-        elif unrepaired < 0:
-            detail = (
-                "more repairs than failures in the window: some replayed writes had failed "
-                f"before it (widen --window-hours to cover them); from {source}"
-            )
-        elif totals[0] is None:
-            detail = (
-                f"no {m.SECONDARY_PUBLISH_FAILURES} datapoints (producers send it only when a "
-                f"Kafka write fails); from {source}"
-            )
-        else:
-            detail = f"from {source}"
-        return Check(
-            name,
-            verdict_of(unrepaired <= 0),
-            figure,
-            needs,
-            detail=detail,
-            value=max(unrepaired, 0.0),
-        )
-
-    return check(name, needs, decide)
-
-
 def _parity(ctx: StackContext, window: timedelta, min_parity: float) -> Check:
     name = f"verify parity ({human_window(window)})"
     needs = f">= {fmt_pct(min_parity, 3)}"
@@ -441,6 +378,44 @@ def _lag(ctx: StackContext, window: timedelta, max_lag: float) -> Check:
                 "lag only for an active consumer group)"
             )
         return Check(name, verdict_of(peak < max_lag), f"max {fmt_int(peak)}", needs, value=peak)
+
+    return check(name, needs, decide)
+
+
+def _lag_caught_up(ctx: StackContext, window: timedelta) -> Check:
+    """Rolling back 3 -> 2 turns the Kafka consumer off: every job that went to Kafka alone
+    (published in phase 4, before the rollback to 3) must have been applied first. The group's
+    lag reaching 0 means every message published before then was read and committed."""
+    name = f"Kafka consumer caught up ({human_window(window)})"
+    needs = "lag reached 0"
+
+    def decide() -> Check:
+        metric = kafka_lag_metric(ctx)
+        series = metric_series(
+            ctx, metric, stat="Maximum", start=ctx.now - window, end=ctx.now, period=60
+        )
+        if not series:
+            raise CannotTellError(
+                f"no {metric.describe()} data in the last {human_window(window)} (MSK publishes "
+                "lag only for an active consumer group)"
+            )
+        zero = [ts for ts, v in series if v == 0]
+        low = min(v for _, v in series)
+        if zero:
+            return passed(
+                name,
+                f"0 at {zero[-1]:%H:%M} UTC",
+                needs,
+                detail="every message published before then was read (Kafka-only jobs included)",
+                value=0,
+            )
+        return failed(
+            name,
+            f"lowest {fmt_int(low)}",
+            needs,
+            detail="jobs that went to Kafka alone may be unapplied; wait for the consumer",
+            value=low,
+        )
 
     return check(name, needs, decide)
 
@@ -532,27 +507,6 @@ def _no_batch_jobs(ctx: StackContext) -> Check:
     return check(name, needs, decide)
 
 
-def _pipe_stopped(ctx: StackContext) -> Check:
-    pipe = ctx.names.pipe
-    name = f"pipe {pipe} stopped"
-
-    def decide() -> Check:
-        state = pipe_state(ctx, pipe)
-        if state is None:
-            return passed(name, "pipe does not exist", "STOPPED")
-        figure = f"desired {state.desired}, current {state.current}"
-        if state.desired == "STOPPED" and state.current == "STOPPED":
-            return passed(name, figure, "STOPPED", value=state.current)
-        if state.desired == "STOPPED":
-            raise CannotTellError(
-                f"the pipe is set to STOPPED but its runtime state is {state.current or 'unknown'}; "
-                "it has not settled, check again"
-            )
-        return failed(name, figure, "STOPPED", detail="the pipe is set to run", value=state.current)
-
-    return check(name, "STOPPED", decide)
-
-
 def _exists(name: str, probe: Callable[[], str | None], needs: str = "exists") -> Check:
     """A check that the lower phase's resource is still there; ``probe`` returns its state."""
 
@@ -595,29 +549,40 @@ def to_cutover(ctx: StackContext, args: argparse.Namespace) -> list[Check]:
     routing = read_routing(ctx)
     window = timedelta(hours=args.window_hours)
     dead_letter_topic = routing.dead_letter_topic or ctx.cfg.kafka.dead_letter_topic_name
+    # The cutover does not need every dual-written job in Kafka: the SQS path keeps running in
+    # phase 4 and applies what reached SQS (DESIGN.md, processing guarantee).
     return [
-        _kafka_copies_repaired(ctx, timedelta(days=args.repair_window_days)),
         _parity(ctx, window, args.min_parity),
         _lag(ctx, timedelta(minutes=args.lag_window_minutes), args.max_lag),
         _queue_empty(ctx, ctx.names.dead_letter_queue, "DLQ"),
+        _queue_empty(ctx, ctx.names.failed_jobs_queue, "failed-jobs capture"),
         _dead_letter_topic(ctx, window, dead_letter_topic),
         _no_alarms(ctx),
     ]
 
 
 def to_cleanup(ctx: StackContext, args: argparse.Namespace) -> list[Check]:
+    """Phase 5 deletes the SQS path: it must have drained (nothing queued, in flight, running on
+    Batch, or parked where only the SQS path's tools can put it back)."""
     return [
         _queue_drained(ctx, timedelta(hours=args.drain_window_hours)),
         _queue_empty(ctx, ctx.names.dead_letter_queue, "DLQ"),
+        _queue_empty(ctx, ctx.names.failed_jobs_queue, "failed-jobs capture"),
         _no_batch_jobs(ctx),
-        _pipe_stopped(ctx),
     ]
 
 
-def rollback_checks(ctx: StackContext, lower: int) -> list[Check]:
-    """Going down to ``lower``: what that phase needs must still exist (kept by the upper one)."""
+def rollback_checks(
+    ctx: StackContext, lower: int, args: argparse.Namespace | None = None
+) -> list[Check]:
+    """Going down to ``lower``: what that phase needs must still exist (kept by the upper one),
+    and a consumer the change turns off must have applied what only it could."""
     names, needs = ctx.names, phase(lower)
     checks: list[Check] = []
+    upper = phase(lower + 1)
+    if upper.has(ResourceGroup.CONSUMER_SERVICE) and not needs.has(ResourceGroup.CONSUMER_SERVICE):
+        minutes = args.lag_window_minutes if args is not None else DEFAULT_LAG_WINDOW_MINUTES
+        checks.append(_lag_caught_up(ctx, timedelta(minutes=minutes)))
     if needs.has(ResourceGroup.DATABASE):
         checks += _database_checks(ctx)
     if needs.has(ResourceGroup.JOB_QUEUE):

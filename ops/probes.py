@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from infra import config as config_module
-from infra.naming import Names
 from infra.plan import read_stack_config
-from messaging import metrics as m
-from messaging.routing import Routing, RoutingError
+from jobstream.contract import metrics as m
+from jobstream.contract.names import Names
+from jobstream.contract.routing import Routing, RoutingError
 from ops.aws_clients import (
     Aws,
     CannotTellError,

@@ -45,11 +45,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from messaging import metrics as m
-from messaging.consumers import JobProcessor, KafkaConsumer, SqsConsumer
-from messaging.envelope import Envelope
-from messaging.ledger import Ledger, PostgresLedger, SqlCursor, SqliteLedger
-from messaging.local import (
+from jobstream.contract import metrics as m
+from jobstream.contract.routing import Routing, routing_parameter_name
+from jobstream.messaging.consumers import (
+    JobProcessor,
+    KafkaConsumer,
+    ProcessingError,
+    SqsJobConsumer,
+)
+from jobstream.messaging.envelope import Envelope, EnvelopeError
+from jobstream.messaging.ledger import Ledger, PostgresLedger, SqlCursor, SqliteLedger
+from jobstream.messaging.metrics import CloudWatchMetrics, InMemoryMetrics, MetricsSink, TeeMetrics
+from jobstream.messaging.publishers import (
+    KafkaPublisher,
+    PublishError,
+    RepairLog,
+    RoutedPublisher,
+    SqsPublisher,
+)
+from jobstream.messaging.routing import RoutingReader
+from rehearsal.servers import (
     LocalPostgres,
     MotoServer,
     TansuBroker,
@@ -57,15 +72,6 @@ from messaging.local import (
     free_port,
     use_dummy_aws_credentials,
 )
-from messaging.metrics import CloudWatchMetrics, InMemoryMetrics, TeeMetrics
-from messaging.publishers import (
-    KafkaPublisher,
-    PublishError,
-    RepairLog,
-    RoutedPublisher,
-    SqsPublisher,
-)
-from messaging.routing import Routing, RoutingReader, routing_parameter_name
 
 log = logging.getLogger("jobstream.rehearse")
 
@@ -195,6 +201,44 @@ class Store:
             self._pg.stop()
 
 
+class _PipeStandIn:
+    """The pipe and one Batch job per message, in a thread: receive, delete once "submitted",
+    then process; a crashed attempt is run again (Batch's retry), a job that fails for good is
+    counted as parked."""
+
+    def __init__(
+        self, sqs: Any, queue_url: str, job: SqsJobConsumer, metrics: Any, events: list[str]
+    ) -> None:
+        self._sqs, self._url, self._job, self._metrics = sqs, queue_url, job, metrics
+        self._events = events
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            got = self._sqs.receive_message(
+                QueueUrl=self._url, MaxNumberOfMessages=1, WaitTimeSeconds=1
+            ).get("Messages", [])
+            for message in got:
+                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+                self._run_job(message.get("Body", ""))
+
+    def _run_job(self, body: str) -> None:
+        try:
+            envelope = SqsJobConsumer.parse(body)
+        except EnvelopeError:
+            self._metrics.count(m.DEAD_LETTERED, Consumer="sqs")
+            return
+        for _attempt in range(3):
+            try:
+                self._job.process(envelope)
+                return
+            except ProcessingError:
+                self._metrics.count(m.DEAD_LETTERED, Consumer="sqs")
+                return
+            except ConsumerCrashError as crash:
+                self._events.append(f"{crash}; Batch retried the job")
+                continue
+
+
 class CrashAfterApplyLedger:
     """Wraps a ledger; when armed, the next successful apply is followed by a crash (the
     result is committed, the message is neither deleted nor committed)."""
@@ -214,6 +258,12 @@ class CrashAfterApplyLedger:
 
     def digest_of(self, job_id: str) -> str | None:
         return self._inner.digest_of(job_id)
+
+    def defer_verify(self, job_id: str, digest: str, consumer: str) -> None:
+        self._inner.defer_verify(job_id, digest, consumer)
+
+    def claim_verify(self, job_id: str) -> str | None:
+        return self._inner.claim_verify(job_id)
 
     def applied_count(self) -> int:
         return self._inner.applied_count()
@@ -272,7 +322,7 @@ class Rehearsal:
         self.config = config
         self._progress = on_progress or (lambda _msg: None)
         self.metrics = InMemoryMetrics()
-        self.sink: m.MetricsSink = self.metrics
+        self.sink: MetricsSink = self.metrics
         self.published: dict[str, Published] = {}
         self._pub_lock = threading.Lock()
         self.step_index = 0
@@ -290,7 +340,7 @@ class Rehearsal:
 
     # ----------------------------------------------------------------- setup
     def _routing(self, number: int) -> Routing:
-        from infra.phases import phase
+        from jobstream.contract.phases import phase
 
         p = phase(number)
         return Routing(
@@ -371,16 +421,18 @@ class Rehearsal:
                 log.exception("%s consumer failed; restarting", name)
                 self._stop_consumers.wait(1.0)
 
-    def _make_sqs_consumer(self) -> SqsConsumer:
+    def _make_sqs_consumer(self) -> _PipeStandIn:
         ledger = CrashAfterApplyLedger(self.store.new_ledger(), self._sqs_crash)
         reader = RoutingReader(self.ssm, self.parameter, ttl=self.config.routing_ttl)
         processor = JobProcessor("sqs", self._handler("sqs", None), ledger, self.sink)
-        return SqsConsumer(self.sqs, reader, processor, wait_seconds=1, idle_sleep=0.2)
+        return _PipeStandIn(
+            self.sqs, self.queue_url, SqsJobConsumer(reader, processor), self.sink, self.events
+        )
 
     def _make_kafka_consumer(self) -> KafkaConsumer:
         from confluent_kafka import Producer
 
-        from messaging.kafka import consumer_config, producer_config
+        from jobstream.messaging.kafka import consumer_config, producer_config
 
         reader = RoutingReader(self.ssm, self.parameter, ttl=self.config.routing_ttl)
         processor = JobProcessor(
@@ -413,7 +465,7 @@ class Rehearsal:
     def _inject_kafka_poison(self) -> None:
         from confluent_kafka import Producer
 
-        from messaging.kafka import producer_config
+        from jobstream.messaging.kafka import producer_config
 
         producer = Producer(producer_config(self.bootstrap, extra=self._kafka_extra()))
         doc = json.dumps({"schema_version": 99, "job_id": "poison-kafka"})
@@ -528,8 +580,8 @@ class Rehearsal:
         raise AssertionError("unreachable")
 
     def _run(self, stack: contextlib.ExitStack, endpoint: str, workdir: Path) -> dict[str, Any]:
-        from messaging import aws
-        from messaging.kafka import ensure_topics, producer_config
+        from jobstream.messaging import aws
+        from jobstream.messaging.kafka import ensure_topics, producer_config
 
         self.sqs = aws.client("sqs", region=REGION, endpoint_url=endpoint)
         # every metric goes to moto's CloudWatch too, through the production emitter

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from infra.phases import ResourceGroup, phase
+from jobstream.contract.phases import ResourceGroup, phase
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, CannotTellError, handles_errors
 from ops.probes import (
     QueueDepth,
@@ -117,7 +117,12 @@ def collect(ctx: StackContext, parity_window: timedelta) -> tuple[dict[str, Any]
     need(ResourceGroup.DATABASE, f"database {db_id}", db is not None)
     need(ResourceGroup.DATABASE, f"RDS Proxy {names.db_proxy}", proxy is not None)
 
-    for key, queue in (("queue", names.job_queue), ("dlq", names.dead_letter_queue)):
+    places = (
+        ("queue", names.job_queue, ResourceGroup.JOB_QUEUE),
+        ("dlq", names.dead_letter_queue, ResourceGroup.JOB_QUEUE),
+        ("failed_jobs", names.failed_jobs_queue, ResourceGroup.BATCH),
+    )
+    for key, queue, group in places:
 
         def depth_and_age(depth: QueueDepth, q: str = queue) -> dict[str, Any]:
             age = _read(
@@ -134,10 +139,14 @@ def collect(ctx: StackContext, parity_window: timedelta) -> tuple[dict[str, Any]
 
         depth = _read(lambda q=queue: queue_depth(ctx, q))
         doc[key] = _entry(queue, depth, depth_and_age)
-        need(ResourceGroup.JOB_QUEUE, f"SQS queue {queue}", depth is not None)
-    dlq = doc["dlq"]
-    if dlq.get("exists") and (dlq["visible"] + dlq["in_flight"] + dlq["delayed"]) > 0:
-        problems.append(f"DLQ {names.dead_letter_queue} holds {dlq['visible']} messages")
+        need(group, f"SQS queue {queue}", depth is not None)
+    for key, what in (("dlq", "DLQ"), ("failed_jobs", "failed-jobs capture")):
+        parked = doc[key]
+        if parked.get("exists") and (parked["visible"] + parked["in_flight"] + parked["delayed"]):
+            problems.append(
+                f"{what} {parked['name']} holds {parked['visible']} messages "
+                "(`jobstream parked`, then `jobstream redrive`)"
+            )
 
     jobs = _read(lambda: batch_queue(ctx, names.batch_job_queue))
     doc["batch"] = _entry(
@@ -218,6 +227,7 @@ def _rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("RDS Proxy", _show(doc["db_proxy"])),
         ("job queue", _queue_row(doc["queue"])),
         ("DLQ", _queue_row(doc["dlq"])),
+        ("failed jobs", _queue_row(doc["failed_jobs"])),
     ]
     batch = doc["batch"]
     if batch.get("exists"):

@@ -23,7 +23,7 @@ from typing import Any
 
 from rich.text import Text
 
-from messaging import metrics as m
+from jobstream.contract import metrics as m
 from ops.aws_clients import (
     EXIT_OK,
     CannotTellError,

@@ -12,6 +12,7 @@ from components.batch import ComputeType
 from components.container_roles import ecr_repository_arn
 from infra.config import ComputeType as ConfigComputeType
 from infra.plan import Plan, PlanSet, diff_plans, iter_policy_documents, run_plan
+from jobstream.contract.exits import WorkerExit
 from tests.components.conftest import (
     EGRESS,
     INGRESS,
@@ -52,7 +53,7 @@ def container(plan: Plan) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("phase", "queue_state", "pipe_state"),
     [(1, "ENABLED", "RUNNING"), (2, "ENABLED", "RUNNING"), (3, "ENABLED", "RUNNING"),
-     (4, "DISABLED", "STOPPED")],
+     (4, "ENABLED", "RUNNING")],
 )  # fmt: skip
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_job_queue_and_pipe_states_follow_the_phase_table(
@@ -74,16 +75,17 @@ def test_phase_5_has_no_batch_or_pipe_resources(plans: PlanSet, stack: str) -> N
 
 
 @pytest.mark.parametrize(("old", "new"), [(3, 4), (4, 3)])
-def test_moving_between_3_and_4_only_flips_the_queue_and_pipe_states(
+def test_moving_between_3_and_4_leaves_batch_and_the_pipe_untouched(
     plans: PlanSet, old: int, new: int
 ) -> None:
+    """Phase 4 drains the SQS path: the pipe keeps submitting and the job queue stays enabled."""
     diff = diff_plans(plans.get("dev", old), plans.get("dev", new))
     batch_changes = {
         c.urn.rsplit("::", 1)[-1]: set(c.keys)
         for c in diff.changed
         if c.urn.split("::")[2].startswith(BATCH)
     }
-    assert batch_changes == {"batch-queue": {"state"}, "batch-pipe": {"desiredState"}}
+    assert batch_changes == {}, f"{old}->{new} changes Batch resources: {batch_changes}"
     touched = [r.urn for r in (*diff.added, *diff.removed) if BATCH in r.urn]
     assert touched == []
 
@@ -177,14 +179,19 @@ def test_batch_egress_is_https_and_postgres_to_the_proxy_only(dev: Plan) -> None
 # ---- job definition ----------------------------------------------------------------------
 
 
-def test_job_definition_environment_names_routing_and_database(dev: Plan) -> None:
+def test_job_definition_environment_is_the_contracts_batch_job_environment(dev: Plan) -> None:
     env = {e["name"]: e["value"] for e in container(dev)["environment"]}
     assert env == {
+        "JOBSTREAM_CONSUMER": "sqs",
+        "JOBSTREAM_STACK": "dev",
+        "AWS_DEFAULT_REGION": "us-east-1",
         "JOBSTREAM_ROUTING_PARAMETER": "/jobstream/dev/routing",
         "JOBSTREAM_DB_HOST": dev.outputs["dbProxyEndpoint"],
+        "JOBSTREAM_DB_PORT": "5432",
         "JOBSTREAM_DB_NAME": "jobstream",
         "JOBSTREAM_DB_USER": "jobstream_app",
-        "JOBSTREAM_CONSUMER": "sqs",
+        "JOBSTREAM_DB_SSLMODE": "verify-full",
+        "JOBSTREAM_DB_SSLROOTCERT": "system",
     }
     assert env["JOBSTREAM_DB_HOST"].endswith(".rds.amazonaws.com")
 
@@ -216,20 +223,31 @@ def test_job_attempt_timeout_comes_from_config(dev: Plan) -> None:
     assert other.one(JOB_DEFINITION).inputs["timeout"] == {"attemptDurationSeconds": 900}
 
 
+@pytest.mark.parametrize(
+    ("compute", "host_loss"),
+    [("FARGATE", None), ("FARGATE_SPOT", "Your Spot Task was interrupted*"), ("SPOT", "Host EC2*")],
+)
 def test_retry_strategy_retries_infrastructure_failures_and_exits_on_application_ones(
-    dev: Plan,
+    compute: str, host_loss: str | None
 ) -> None:
-    strategy = dev.one(JOB_DEFINITION, "batch-ml").inputs["retryStrategy"]
+    """AWS Batch: at most 5 evaluateOnExit entries; a job matching none is retried, so the last
+    entry exits on everything. The worker's TEMPORARY exit (75) is the one exit code retried."""
+    plan = run_plan("dev", phase=1, overrides={"jobstream:computeType": compute})
+    strategy = plan.one(JOB_DEFINITION, "batch-ml").inputs["retryStrategy"]
     assert strategy["attempts"] == 3
     rules = strategy["evaluateOnExits"]
     assert len(rules) <= 5, "AWS Batch accepts at most 5 evaluateOnExit entries"
     *retries, last = rules
     assert last == {"action": "EXIT", "onReason": "*"}, "anything else must fail the job"
-    retry_patterns = {r.get("onStatusReason") or r.get("onReason") for r in retries}
     assert {r["action"] for r in retries} == {"RETRY"}
-    assert {"Host EC2*", "CannotPullContainerError*"} <= retry_patterns
-    for r in retries:
-        assert "onExitCode" not in r, f"{r}: an application exit code must not be retried"
+    patterns = {r.get("onStatusReason") or r.get("onReason") for r in retries} - {None}
+    assert {"CannotPullContainerError*", "ResourceInitializationError*"} <= patterns
+    if host_loss is not None:
+        assert host_loss in patterns, f"{compute}: no retry on {host_loss!r}"
+    exit_codes = [r["onExitCode"] for r in retries if "onExitCode" in r]
+    assert exit_codes == [str(int(WorkerExit.TEMPORARY))], (
+        f"only the worker's TEMPORARY exit may be retried, got {exit_codes}"
+    )
     for r in rules:
         for key in ("onStatusReason", "onReason", "onExitCode"):
             if key in r:
@@ -315,7 +333,9 @@ def test_execution_role_pulls_only_the_images_repository(dev: Plan) -> None:
 
 
 # ecr:GetAuthorizationToken supports no resource-level permissions (AWS accepts only "*").
-UNSCOPABLE_ACTIONS = {"ecr:GetAuthorizationToken"}
+UNSCOPABLE_ACTIONS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+"""Actions without resource-level permissions (the Service Authorization Reference lists no
+resource type for them): ``*`` is the only resource they take."""
 
 
 @pytest.mark.parametrize("compute", ["FARGATE_SPOT", "SPOT"])
@@ -341,7 +361,18 @@ def test_batch_and_database_policies_name_their_actions_and_resources(compute: s
                 continue
             assert all(r.startswith("arn:aws:") for r in resources), f"{where}: {resources}"
             assert "NotAction" not in statement and "NotResource" not in statement, where
-    assert checked >= 8  # proxy (2), connect (1), execution (3), pipe (3)
+    assert checked >= 9  # proxy (2), connect (1), execution (3), pipe (3), metrics (1)
+
+
+def test_job_role_may_put_metrics_into_the_jobstream_namespace_only(dev: Plan) -> None:
+    (policy,) = [
+        r for r in dev.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "batch-job-metrics"
+    ]
+    (statement,) = json.loads(policy.inputs["policy"])["Statement"]
+    assert statement["Action"] == "cloudwatch:PutMetricData", policy.urn
+    assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Jobstream"}}, (
+        f"{policy.urn}: PutMetricData must be limited to the Jobstream namespace"
+    )
 
 
 def test_ecr_repository_arn_is_derived_only_for_private_ecr_images() -> None:

@@ -10,8 +10,8 @@ import pytest
 from components.container_roles import ecr_repository_arn
 from infra import mocks
 from infra.mocks import ACCOUNT_ID
-from infra.naming import Names
 from infra.plan import Plan, PlannedResource, PlanSet, run_plan
+from jobstream.contract.names import Names
 
 SERVICE = "aws:ecs/service:Service"
 ECS_CLUSTER = "aws:ecs/cluster:Cluster"
@@ -76,12 +76,16 @@ def test_task_runs_the_batch_image_with_the_routing_and_database_environment(dev
     assert c["image"] == dev3.config.batch.image, "the consumer must run the Batch job's image"
     env = {e["name"]: e["value"] for e in c["environment"]}
     assert env == {
+        "JOBSTREAM_CONSUMER": "kafka",
+        "JOBSTREAM_STACK": "dev",
+        "AWS_DEFAULT_REGION": "us-east-1",
         "JOBSTREAM_ROUTING_PARAMETER": "/jobstream/dev/routing",
         "JOBSTREAM_DB_HOST": dev3.outputs["dbProxyEndpoint"],
+        "JOBSTREAM_DB_PORT": "5432",
         "JOBSTREAM_DB_NAME": "jobstream",
         "JOBSTREAM_DB_USER": "jobstream_app",
-        "JOBSTREAM_CONSUMER_GROUP": "jobstream-ml",
-        "JOBSTREAM_CONSUMER": "kafka",
+        "JOBSTREAM_DB_SSLMODE": "verify-full",
+        "JOBSTREAM_DB_SSLROOTCERT": "system",
     }
 
 
@@ -154,13 +158,17 @@ def task_role_policies(plan: Plan) -> dict[str, str]:
     }
 
 
-def test_task_role_holds_kafka_consume_db_connect_and_routing_read_only(dev3: Plan) -> None:
+def test_task_role_holds_kafka_consume_db_connect_routing_read_and_metrics_only(dev3: Plan) -> None:
     policies = task_role_policies(dev3)
     assert set(policies) == {
         "consumer-kafka",
+        "consumer-metrics",
         "database-connect-consumer",
         "routing-read-consumer",
     }, f"unexpected policies on the task role: {sorted(policies)}"
+    (metrics,) = statements(policies["consumer-metrics"])
+    assert as_list(metrics["Action"]) == ["cloudwatch:PutMetricData"]
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Jobstream"}}
     (connect,) = statements(policies["database-connect-consumer"])
     assert as_list(connect["Action"]) == ["rds-db:connect"]
     assert as_list(connect["Resource"])[0].endswith("/jobstream_app")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from infra.mocks import PlanMocks
-from infra.phases import PHASES
 from infra.plan import Plan, PlanSet, run_plan
+from jobstream.contract.phases import PHASES
 from tests.components.conftest import (
     EGRESS,
     INGRESS,

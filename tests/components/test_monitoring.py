@@ -14,9 +14,9 @@ from components.monitoring import (
     trigger_alarms,
 )
 from infra.config import ConfigError
-from infra.naming import Names
 from infra.plan import Plan, PlannedResource, PlanSet, run_plan
-from messaging import metrics as m
+from jobstream.contract import metrics as m
+from jobstream.contract.names import Names
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
@@ -30,7 +30,9 @@ PROD = Names("prod")
 PHASE_1_ALARMS = {
     "sqs-queue-depth", "sqs-oldest-message-age", "sqs-dead-letters",
     "trigger-jobs-per-day", "trigger-latency", "pipe-failures",
+    "batch-failed-jobs", "batch-failed-jobs-capture",
     "rds-cpu", "rds-free-storage", "rds-proxy-auth-failures",
+    "routing-stale",
 }  # fmt: skip
 MSK_ALARMS = {"msk-offline-partitions", "msk-active-controller"} | {
     f"msk-broker-{b}-{kind}" for b in (1, 2, 3) for kind in ("cpu", "disk", "under-replicated")
@@ -327,10 +329,30 @@ def test_dashboard_computes_verify_parity_from_matches_and_mismatches(plans: Pla
         w for w in dashboard(plans.get("prod", 3))["widgets"]
         if w["properties"].get("title", "").startswith("Verify parity")
     ]  # fmt: skip
-    expression, matches, mismatches = widget["properties"]["metrics"]
+    expression, matches, mismatches, deferred, stale = widget["properties"]["metrics"]
     assert expression[0]["expression"] == "100 * m0 / (m0 + m1)"
     assert (matches[1], matches[-1]["id"]) == (m.VERIFY_MATCHES, "m0")
     assert (mismatches[1], mismatches[-1]["id"]) == (m.VERIFY_MISMATCHES, "m1")
+    assert (deferred[1], stale[1]) == (m.VERIFY_DEFERRED, m.ROUTING_STALE)
+
+
+def test_failed_jobs_are_alarmed_where_they_are_parked(plans: PlanSet) -> None:
+    names = alarms(plans.get("prod", 4))
+    depth = names["batch-failed-jobs"].inputs
+    assert (depth["metricName"], depth["dimensions"]) == (
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": "jobstream-prod-failed-jobs"},
+    )
+    capture = names["batch-failed-jobs-capture"].inputs
+    assert (capture["namespace"], capture["metricName"]) == ("AWS/Events", "FailedInvocations")
+    assert capture["dimensions"] == {"RuleName": "jobstream-prod-failed-jobs"}
+
+
+def test_a_stale_routing_document_raises_an_alarm(plans: PlanSet) -> None:
+    stale = alarms(plans.get("prod", 1))["routing-stale"].inputs
+    assert (stale["namespace"], stale["metricName"]) == ("Jobstream", m.ROUTING_STALE)
+    assert stale["dimensions"] == {"Stack": "prod"}
+    assert (stale["comparisonOperator"], stale["threshold"]) == ("GreaterThanThreshold", 0)
 
 
 def test_dashboard_shows_queue_in_phase_1_and_lag_from_phase_3(plans: PlanSet) -> None:

@@ -25,10 +25,10 @@ def sids(document: dict[str, Any]) -> set[str]:
 @pytest.mark.parametrize(
     ("phase", "expected"),
     [
-        (1, {"ReadRouting", "SendJobs"}),
-        (2, {"ReadRouting", "SendJobs", "Connect", "WriteJobs"}),
-        (4, {"ReadRouting", "SendJobs", "Connect", "WriteJobs"}),
-        (5, {"ReadRouting", "Connect", "WriteJobs"}),
+        (1, {"ReadRouting", "PutJobstreamMetrics", "SendJobs"}),
+        (2, {"ReadRouting", "PutJobstreamMetrics", "SendJobs", "Connect", "WriteJobs"}),
+        (4, {"ReadRouting", "PutJobstreamMetrics", "SendJobs", "Connect", "WriteJobs"}),
+        (5, {"ReadRouting", "PutJobstreamMetrics", "Connect", "WriteJobs"}),
     ],
 )
 def test_policy_covers_exactly_the_routes_that_exist(
@@ -62,6 +62,18 @@ def test_a_kms_encrypted_queue_adds_data_key_use_through_sqs_only() -> None:
     (kms,) = [s for s in document["Statement"] if s["Sid"] == "EncryptJobs"]
     assert kms["Resource"] == key
     assert kms["Condition"] == {"StringLike": {"kms:ViaService": "sqs.*.amazonaws.com"}}
+
+
+@pytest.mark.parametrize("phase", [1, 3, 5])
+def test_producers_may_put_metrics_into_the_jobstream_namespace_only(
+    plans: PlanSet, phase: int
+) -> None:
+    """Without it the producers' JobsPublished never reaches CloudWatch and the dual-write and
+    parity figures of the preflight gates stay empty."""
+    document = producer_policy(plans, "dev", phase)
+    (put,) = [s for s in document["Statement"] if s["Sid"] == "PutJobstreamMetrics"]
+    assert put["Action"] == "cloudwatch:PutMetricData"
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Jobstream"}}
 
 
 def test_the_policy_arn_is_exported(plans: PlanSet) -> None:

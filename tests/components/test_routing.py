@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from infra.mocks import ACCOUNT_ID
-from infra.phases import PHASES, ResourceGroup, phase
 from infra.plan import Plan, PlanSet, iter_policy_documents
-from messaging.routing import Routing
+from jobstream.contract.phases import PHASES, ResourceGroup, phase
+from jobstream.contract.routing import Routing
 
 PARAMETER = "aws:ssm/parameter:Parameter"
 CONTRACT_KEYS = {

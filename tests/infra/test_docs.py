@@ -20,7 +20,7 @@ def test_readme_lists_every_config_key() -> None:
 def test_phase_table_shows_cutover_states() -> None:
     table = phase_table()
     assert (
-        "| SQS -> Batch trigger (EventBridge Pipe) | running | running | running | stopped | - |"
+        "| SQS -> Batch trigger (EventBridge Pipe) | running | running | running | running | - |"
         in table
     )
     assert "| ML consumer on Kafka (ECS Fargate) | - | - | verify | primary | primary |" in table

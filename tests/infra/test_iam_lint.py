@@ -17,8 +17,8 @@ from typing import Any
 import parliament
 import pytest
 
-from infra.phases import PHASES
 from infra.plan import PlanSet, iter_policy_documents
+from jobstream.contract.phases import PHASES
 
 STACKS = ("dev", "prod")
 SEVERITIES = ("MUTE", "INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL")

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError
-from infra.phases import PHASES, ResourceGroup, adjacent_changes, phase
 from infra.plan import Plan, PlannedResource, PlanSet, diff_plans, run_plan
+from jobstream.contract.phases import PHASES, ResourceGroup, adjacent_changes, phase
 from ops import plan_cmd
 
 STACKS = ("dev", "prod")
@@ -29,6 +29,7 @@ COMPONENT_GROUPS: Mapping[str, ResourceGroup] = {
     "jobstream:database:Database": ResourceGroup.DATABASE,
     "jobstream:queue:JobQueue": ResourceGroup.JOB_QUEUE,
     "jobstream:batch:Batch": ResourceGroup.BATCH,
+    "jobstream:failedjobs:FailedJobsCapture": ResourceGroup.BATCH,
     "jobstream:kafka:Kafka": ResourceGroup.KAFKA,
     "jobstream:consumer:ConsumerService": ResourceGroup.CONSUMER_SERVICE,
     "jobstream:routing:RoutingParameter": ResourceGroup.ROUTING,
@@ -49,6 +50,7 @@ MONITORING_TOKENS: Mapping[str, ResourceGroup] = {
     "kafka": ResourceGroup.KAFKA,
     "consumer": ResourceGroup.CONSUMER_SERVICE,
     "ecs": ResourceGroup.CONSUMER_SERVICE,
+    "failed": ResourceGroup.BATCH,
 }
 """Alarms are named after what they watch (``monitoring-msk-offline-partitions``)."""
 
@@ -173,9 +175,32 @@ def test_going_from_2_to_1_in_prod_would_delete_the_protected_cluster(plans: Pla
 
 
 def test_going_from_4_to_5_in_prod_would_delete_the_protected_queues(plans: PlanSet) -> None:
+    """The job queue, its DLQ and the failed-jobs capture: each holds jobs."""
     diff = diff_plans(plan_of(plans, "prod", 4), plan_of(plans, "prod", 5))
-    queues = [r for r in diff.removed if r.type == "aws:sqs/queue:Queue"]
-    assert len(queues) == 2 and all(q.protect for q in queues), [q.urn for q in queues]
+    queues = sorted(r.name for r in diff.removed if r.type == "aws:sqs/queue:Queue")
+    assert queues == ["failed-jobs", "jobs", "jobs-dlq"]
+    assert all(r.protect for r in diff.removed if r.type == "aws:sqs/queue:Queue")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize(("old", "new"), [(3, 4), (4, 3)], ids=["3to4", "4to3"])
+def test_cutover_flips_the_routing_and_leaves_the_sqs_path_running(
+    plans: PlanSet, stack: str, old: int, new: int
+) -> None:
+    """DESIGN.md, phase 4: the SQS path drains. The change adds and removes nothing and touches
+    only the routing document and what describes the phase (dashboard text)."""
+    diff = diff_plans(plan_of(plans, stack, old), plan_of(plans, stack, new))
+    assert (diff.added, diff.removed) == ((), ())
+    changed_types = {c.type for c in diff.changed}
+    assert changed_types == {"aws:ssm/parameter:Parameter", "aws:cloudwatch/dashboard:Dashboard"}, (
+        f"{old}->{new} also changes {changed_types}: the pipe and the Batch job queue must stay on"
+    )
+    (routing,) = [c for c in diff.changed if c.type == "aws:ssm/parameter:Parameter"]
+    before, after = (json.loads(v) for v in routing.keys["insecureValue"])
+    assert (before["consumer_modes"], after["consumer_modes"]) == (
+        {"sqs": "primary", "kafka": "verify"} if old == 3 else {"sqs": "drain", "kafka": "primary"},
+        {"sqs": "drain", "kafka": "primary"} if new == 4 else {"sqs": "primary", "kafka": "verify"},
+    )
 
 
 @pytest.mark.parametrize("stack", STACKS)

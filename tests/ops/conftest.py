@@ -14,9 +14,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.naming import Names
-from infra.phases import phase
-from messaging import metrics as m
+from jobstream.contract import metrics as m
+from jobstream.contract.names import Names
+from jobstream.contract.phases import phase
 from ops import cli
 
 REGION = "us-east-1"  # the region of Pulumi.dev.yaml
@@ -130,11 +130,13 @@ class Seeder:
 
     # ---- SQS ----------------------------------------------------------------------------------
 
-    def queues(self, *, jobs: int = 0, dead: int = 0) -> None:
+    def queues(self, *, jobs: int = 0, dead: int = 0, failed: int = 0) -> None:
+        """The job queue, its DLQ and the failed-jobs capture (as phases 1-4 have them)."""
         sqs = self.client("sqs")
         dlq = sqs.create_queue(QueueName=self.names.dead_letter_queue)["QueueUrl"]
         queue = sqs.create_queue(QueueName=self.names.job_queue)["QueueUrl"]
-        for url, count in ((queue, jobs), (dlq, dead)):
+        parked = sqs.create_queue(QueueName=self.names.failed_jobs_queue)["QueueUrl"]
+        for url, count in ((queue, jobs), (dlq, dead), (parked, failed)):
             for i in range(count):
                 sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job": i}))
 

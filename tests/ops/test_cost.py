@@ -164,15 +164,16 @@ def test_ecs_fargate_tasks_use_desired_count_and_the_configured_task_size(dev: P
     )
 
 
-def test_batch_jobs_follow_jobs_per_day_times_duration_while_batch_is_enabled(dev: Plan) -> None:
+def test_batch_jobs_follow_jobs_per_day_times_duration_while_producers_write_sqs(dev: Plan) -> None:
+    """Phase 4 keeps Batch enabled to drain what reached SQS, then it idles: no new jobs."""
     jobdef = _resource("aws:batch/jobDefinition:JobDefinition", "ml", {})
     result = estimate(_plan_with(dev, jobdef, phase=1), LOAD)
     (vcpu, _mem) = _lines(result, "Batch Fargate Spot")  # dev: computeType FARGATE_SPOT
     job_hours = 2000 * PRICES.days * 120 / 3600
     assert vcpu.quantity == pytest.approx(job_hours * dev.config.batch.job_vcpu)
     assert vcpu.unit_price == 0.01334053
-    disabled = estimate(_plan_with(dev, jobdef, phase=4), LOAD)
-    assert not [line for line in disabled.lines if line.item.startswith("Batch")]
+    draining = estimate(_plan_with(dev, jobdef, phase=4), LOAD)
+    assert not [line for line in draining.lines if line.item.startswith("Batch")]
 
 
 def test_alarms_and_dashboards_are_priced_per_month(dev: Plan) -> None:

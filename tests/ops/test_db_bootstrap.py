@@ -29,10 +29,10 @@ from cryptography.x509.oid import NameOID
 from psycopg import sql
 
 from components.database import app_user_secret_name
-from infra.naming import Names
-from messaging.ledger import PostgresLedger
-from messaging.local import LocalPostgres, free_port
+from jobstream.contract.names import Names
+from jobstream.messaging.ledger import PostgresLedger
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_NO_AWS, EXIT_NOT_FOUND, EXIT_OK
+from rehearsal.servers import LocalPostgres, free_port
 from tests.ops.conftest import STACK, Result, Seeder
 
 APP = "jobstream_app"  # Pulumi.dev.yaml: jobstream:dbAppUsername (default)
@@ -331,7 +331,11 @@ def test_role_gets_connect_and_a_schema_where_the_ledger_creates_its_tables(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_name LIKE 'jobstream_%' ORDER BY table_name"
         ).fetchall()
-    assert tables == [(APP, "jobstream_ledger"), (APP, "jobstream_results")]
+    assert tables == [
+        (APP, "jobstream_ledger"),
+        (APP, "jobstream_results"),
+        (APP, "jobstream_verify"),
+    ]
 
 
 def test_the_server_receives_a_scram_verifier_never_the_password(

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from messaging import metrics as m
+from jobstream.contract import metrics as m
 from tests.ops.conftest import STACK, Seeder, hours, minutes
 
 Run = Any
@@ -75,7 +75,10 @@ def test_status_names_what_the_phase_needs_but_is_missing_and_alarms_firing(
         "Batch job queue jobstream-dev-jobs does not exist, but phase 1 (SQS) needs it" in problems
     )
     assert "pipe jobstream-dev-sqs-to-batch does not exist, but phase 1 (SQS) needs it" in problems
-    assert "DLQ jobstream-dev-jobs-dlq holds 3 messages" in problems
+    assert (
+        "DLQ jobstream-dev-jobs-dlq holds 3 messages (`jobstream parked`, then `jobstream redrive`)"
+        in problems
+    )
     assert f"1 alarm(s) in ALARM: {name}" in problems
     assert not any("MSK" in p for p in problems), "phase 1 does not need the MSK cluster"
 

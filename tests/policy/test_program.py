@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.phases import PHASES
 from infra.plan import PlanSet, run_plan
+from jobstream.contract.phases import PHASES
 from tests.policy.support import check_plan
 
 STACKS = ("dev", "prod")
