@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: venv plan test lint typecheck pytest docs rehearse bench clean
+.PHONY: venv plan test lint typecheck pytest docs rehearse bench image clean
 
 $(STAMP): pyproject.toml runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ rehearse: $(STAMP)
 # On demand, not part of `make test`: publisher throughput as ratios against the raw clients.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_publish
+
+# The reference ML service image (examples/ml-service) with buildah, no Docker daemon needed;
+# its integration tests (tests/image) run when it exists. IMAGE / BASE_IMAGE override the tags.
+IMAGE ?= localhost/jobstream-ml:dev
+image:
+	IMAGE=$(IMAGE) ./examples/ml-service/build-image.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
