@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from jobstream.contract import metrics as m
 from jobstream.contract.phases import PHASES, ResourceGroup, adjacent_changes, phase
-from ops.aws_clients import CannotTellError, UsageError, handles_errors
+from jobstream.contract.routing import Routing, RoutingError
+from ops.aws_clients import CannotTellError, UsageError, aws_call, handles_errors
 from ops.probes import (
     StackContext,
     add_stack_arguments,
@@ -382,38 +383,81 @@ def _lag(ctx: StackContext, window: timedelta, max_lag: float) -> Check:
     return check(name, needs, decide)
 
 
+def _current_phase_since(ctx: StackContext) -> datetime | None:
+    """When the phase in force began: the first of the newest run of routing-parameter versions
+    that hold this phase, if an earlier version held another (None: no phase change on record)."""
+    name = ctx.names.routing_parameter
+    ssm = ctx.aws.client("ssm")
+    versions: list[tuple[int, datetime, int | None]] = []
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Name": name, "MaxResults": 50}
+        if token:
+            kwargs["NextToken"] = token
+        with aws_call("ssm:GetParameterHistory"):
+            page = ssm.get_parameter_history(**kwargs)
+        for entry in page.get("Parameters", []):
+            try:
+                number: int | None = Routing.from_json(entry.get("Value", "")).phase
+            except RoutingError:
+                number = None
+            versions.append((int(entry["Version"]), entry["LastModifiedDate"], number))
+        token = page.get("NextToken")
+        if not token:
+            break
+    versions.sort()
+    if not versions:
+        return None
+    current = versions[-1][2]
+    since: datetime | None = None
+    for _version, modified, number in reversed(versions):
+        if number != current:
+            return since
+        since = modified
+    return None
+
+
 def _lag_caught_up(ctx: StackContext, window: timedelta) -> Check:
     """Rolling back 3 -> 2 turns the Kafka consumer off: every job that went to Kafka alone
     (published in phase 4, before the rollback to 3) must have been applied first. The group's
-    lag reaching 0 means every message published before then was read and committed."""
+    lag at zero at some sampling instant after phase 3 began means every message published
+    before then (those jobs included) was read and committed. Judged to the minute: CloudWatch
+    keeps one-minute periods."""
     name = f"Kafka consumer caught up ({human_window(window)})"
-    needs = "lag reached 0"
+    needs = "lag 0 since phase 3 began"
 
     def decide() -> Check:
         metric = kafka_lag_metric(ctx)
-        series = metric_series(
-            ctx, metric, stat="Maximum", start=ctx.now - window, end=ctx.now, period=60
-        )
+        try:
+            since = _current_phase_since(ctx)
+        except CannotTellError:
+            since = None
+        start = ctx.now - window
+        series = metric_series(ctx, metric, stat="Minimum", start=start, end=ctx.now, period=60)
         if not series:
             raise CannotTellError(
                 f"no {metric.describe()} data in the last {human_window(window)} (MSK publishes "
                 "lag only for an active consumer group)"
             )
-        zero = [ts for ts, v in series if v == 0]
-        low = min(v for _, v in series)
+        after = [(ts, v) for ts, v in series if since is None or ts + timedelta(seconds=60) > since]
+        zero = [ts for ts, v in after if v == 0]
+        began = f"phase 3 began {since:%H:%M} UTC" if since is not None else "no phase change seen"
         if zero:
             return passed(
                 name,
                 f"0 at {zero[-1]:%H:%M} UTC",
                 needs,
-                detail="every message published before then was read (Kafka-only jobs included)",
+                detail=f"every message published before then was read; {began}",
                 value=0,
             )
+        low = min((v for _, v in after), default=min(v for _, v in series))
         return failed(
             name,
-            f"lowest {fmt_int(low)}",
+            f"lowest {fmt_int(low)}" + ("" if after else " (all before phase 3 began)"),
             needs,
-            detail="jobs that went to Kafka alone may be unapplied; wait for the consumer",
+            detail=(
+                f"jobs that went to Kafka alone may be unapplied; {began}; wait for the consumer"
+            ),
             value=low,
         )
 

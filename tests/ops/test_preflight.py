@@ -331,6 +331,19 @@ def test_rollback_3_to_2_fails_while_the_kafka_consumer_never_caught_up(
     assert (caught_up["verdict"], caught_up["figure"]) == ("fail", "lowest 501")
 
 
+def test_rollback_3_to_2_does_not_count_a_zero_lag_from_before_phase_3_began(
+    account: Seeder, run: Run
+) -> None:
+    """The routing parameter's history says when phase 3 began (the rollback from 4): a lag of 0
+    before then says nothing about the jobs published to Kafka alone in phase 4."""
+    account.routing(4)
+    _phase_3_kept(account)  # writes phase 3 now: a second version of the parameter
+    account.lag([(minutes(8), 0.0), (minutes(3), 40.0), (minutes(1), 25.0)])
+    caught_up = preflight(run, 2).check("Kafka consumer caught up")
+    assert caught_up["verdict"] == "fail", caught_up
+    assert "phase 3 began" in caught_up["detail"]
+
+
 def test_rollback_3_to_2_cannot_tell_without_lag_data(account: Seeder, run: Run) -> None:
     _phase_3_kept(account)
     caught_up = preflight(run, 2).check("Kafka consumer caught up")
