@@ -70,3 +70,9 @@ def test_a_port_that_is_not_a_port_is_refused() -> None:
     assert problems(**{env.DB_PORT: "70000"}) == [
         "JOBSTREAM_DB_PORT = '70000': must be a TCP port 1..65535"
     ]
+
+
+def test_a_routing_ttl_that_is_not_positive_is_refused() -> None:
+    assert problems(**{env.ROUTING_TTL: "0"}) == [
+        "JOBSTREAM_ROUTING_TTL_SECONDS = '0': must be a number of seconds, 0 < s <= 3600"
+    ]

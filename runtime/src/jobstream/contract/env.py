@@ -53,6 +53,10 @@ rather than let it fail later as a Batch job."""
 METRICS = "JOBSTREAM_METRICS"
 """``cloudwatch`` (default) or ``off``."""
 LOG_LEVEL = "JOBSTREAM_LOG_LEVEL"
+ROUTING_TTL = "JOBSTREAM_ROUTING_TTL_SECONDS"
+"""How long the routing document is cached (default 15 s); a copy older than four TTLs that
+cannot be refreshed is reported stale."""
+ROUTING_TTL_DEFAULT = 15.0
 
 CONSUMER_SQS = "sqs"
 CONSUMER_KAFKA = "kafka"

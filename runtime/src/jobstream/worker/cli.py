@@ -33,6 +33,7 @@ _VARIABLES = (
     (env.SQS_MESSAGE_ID, "Batch job mode: the SQS message id (set by the pipe)"),
     (env.METRICS, "cloudwatch (default) or off"),
     (env.LOG_LEVEL, "DEBUG, INFO (default), WARNING or ERROR"),
+    (env.ROUTING_TTL, f"routing document cache, seconds (default {env.ROUTING_TTL_DEFAULT:g})"),
 )
 
 

@@ -63,6 +63,7 @@ class WorkerSettings:
     database: DatabaseSettings
     metrics: str
     log_level: str
+    routing_ttl_seconds: float
     job_message: str | None
     sqs_message_id: str | None
 
@@ -114,6 +115,17 @@ class WorkerSettings:
                 env.DB_SSLROOTCERT, "CA file or 'system'", default=env.DB_SSLROOTCERT_SYSTEM
             ),
         )
+        ttl_text = get(env.ROUTING_TTL, "seconds", default=str(env.ROUTING_TTL_DEFAULT))
+        try:
+            ttl = float(ttl_text)
+        except ValueError:
+            ttl = -1.0
+        if not 0 < ttl <= 3600:
+            problems.append(
+                SettingProblem(
+                    env.ROUTING_TTL, ttl_text, "must be a number of seconds, 0 < s <= 3600"
+                )
+            )
         settings = cls(
             consumer=consumer,
             handler=handler,
@@ -126,6 +138,7 @@ class WorkerSettings:
                 env.METRICS, (env.METRICS_CLOUDWATCH, env.METRICS_OFF), env.METRICS_CLOUDWATCH
             ),
             log_level=choice(env.LOG_LEVEL, _LOG_LEVELS, "INFO").upper(),
+            routing_ttl_seconds=ttl,
             job_message=environ.get(env.JOB_MESSAGE),
             sqs_message_id=environ.get(env.SQS_MESSAGE_ID),
         )

@@ -100,6 +100,7 @@ class Wiring:
             self._routing = RoutingReader(
                 ssm,
                 self.settings.routing_parameter,
+                ttl=self.settings.routing_ttl_seconds,
                 metrics=self.metrics(),
                 component=self.settings.consumer,
             )
