@@ -57,6 +57,10 @@ ROUTING_TTL = "JOBSTREAM_ROUTING_TTL_SECONDS"
 """How long the routing document is cached (default 15 s); a copy older than four TTLs that
 cannot be refreshed is reported stale."""
 ROUTING_TTL_DEFAULT = 15.0
+KAFKA_SESSION_TIMEOUT = "JOBSTREAM_KAFKA_SESSION_TIMEOUT_MS"
+"""The consumer group session timeout (default 10,000 ms): how long a dead task's partitions wait
+before the group gives them to another task. The heartbeat is a third of it."""
+KAFKA_SESSION_TIMEOUT_DEFAULT = 10_000
 
 CONSUMER_SQS = "sqs"
 CONSUMER_KAFKA = "kafka"

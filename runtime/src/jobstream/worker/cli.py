@@ -34,6 +34,10 @@ _VARIABLES = (
     (env.METRICS, "cloudwatch (default) or off"),
     (env.LOG_LEVEL, "DEBUG, INFO (default), WARNING or ERROR"),
     (env.ROUTING_TTL, f"routing document cache, seconds (default {env.ROUTING_TTL_DEFAULT:g})"),
+    (
+        env.KAFKA_SESSION_TIMEOUT,
+        f"consumer group session timeout, ms (default {env.KAFKA_SESSION_TIMEOUT_DEFAULT})",
+    ),
 )
 
 

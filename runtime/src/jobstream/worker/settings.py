@@ -64,6 +64,7 @@ class WorkerSettings:
     metrics: str
     log_level: str
     routing_ttl_seconds: float
+    kafka_session_timeout_ms: int
     job_message: str | None
     sqs_message_id: str | None
 
@@ -126,6 +127,18 @@ class WorkerSettings:
                     env.ROUTING_TTL, ttl_text, "must be a number of seconds, 0 < s <= 3600"
                 )
             )
+        session_text = get(
+            env.KAFKA_SESSION_TIMEOUT,
+            "milliseconds",
+            default=str(env.KAFKA_SESSION_TIMEOUT_DEFAULT),
+        )
+        session = int(session_text) if session_text.isdigit() else 0
+        if not 1000 <= session <= 300_000:
+            problems.append(
+                SettingProblem(
+                    env.KAFKA_SESSION_TIMEOUT, session_text, "must be milliseconds, 1000..300000"
+                )
+            )
         settings = cls(
             consumer=consumer,
             handler=handler,
@@ -139,6 +152,7 @@ class WorkerSettings:
             ),
             log_level=choice(env.LOG_LEVEL, _LOG_LEVELS, "INFO").upper(),
             routing_ttl_seconds=ttl,
+            kafka_session_timeout_ms=session,
             job_message=environ.get(env.JOB_MESSAGE),
             sqs_message_id=environ.get(env.SQS_MESSAGE_ID),
         )

@@ -148,11 +148,14 @@ class Wiring:
     def kafka_consumer_config(self, routing: Any) -> dict[str, Any]:
         if routing.bootstrap_brokers is None or routing.consumer_group is None:
             raise DependencyError("kafka", "the routing document names no brokers or group")
+        session = self.settings.kafka_session_timeout_ms
         return consumer_config(
             routing.bootstrap_brokers,
             routing.consumer_group,
             kafka_auth=routing.kafka_auth,
             region=self.settings.region,
+            session_timeout_ms=session,
+            heartbeat_ms=max(100, session // 3),
         )
 
     def dead_letter_producer(self, routing: Routing) -> Any:
