@@ -279,9 +279,11 @@ class Batch(pulumi.ComponentResource):
                 "instance_role": profile.arn,
                 "min_vcpus": 0,
             }
-        # No service_role: Batch uses its service-linked role (AWSServiceRoleForBatch).
-        # A name prefix lets a replacement be created before the old environment goes; the job
-        # queue is re-pointed at the new one in between (docs/database-batch.md).
+        # No service_role: Batch uses its service-linked role (AWSServiceRoleForBatch), which
+        # keeps more changes in place (infra/replacement.py). A name prefix lets a replacement
+        # be created before the old environment goes, but the delete of the old one still races
+        # the job queue's update ("found existing JobQueue relationship", pulumi-aws #6233): the
+        # plan marks it a blocker and docs/database-batch.md gives the two-step procedure.
         return aws.batch.ComputeEnvironment(
             f"{name}-compute",
             name_prefix=args.compute_environment_name_prefix,
@@ -414,7 +416,13 @@ class Batch(pulumi.ComponentResource):
             target=queue.arn,
             target_parameters={
                 "batch_job_parameters": {
-                    "job_definition": definition.arn,
+                    # The name, not ``definition.arn`` (which ends in ``:<revision>``): a bare
+                    # name means the latest ACTIVE revision (Pipes PipeTargetBatchJobParameters
+                    # JobDefinition: "If name is specified without a revision then the latest
+                    # active revision is used"). A new image registers a new revision and, with
+                    # deregister_on_new_revision (default true), deregisters the old one before
+                    # the pipe could be updated to it.
+                    "job_definition": definition.name,
                     "job_name": PIPE_JOB_NAME,
                     # Dynamic path parameters: the pipe fills these from the SQS message.
                     "container_overrides": {

@@ -5,8 +5,13 @@ routing parameter, the RDS Proxy endpoint, the database and user and the consume
 role (Kafka consumer policy, plus whatever the stack grants: ``rds-db:connect``, read access to
 the routing parameter), an execution role scoped to the image's repository and the log group,
 a service in the private subnets behind an egress-only security group, and target-tracking auto
-scaling: on consumer lag per task where MSK publishes it (provisioned clusters), on CPU
-otherwise (serverless).
+scaling: on consumer lag per task where the stack wires it (provisioned clusters), with a CPU
+policy beside it as the backstop, on CPU alone otherwise (serverless).
+
+MSK emits consumer-lag metrics only while the group is STABLE or EMPTY (Amazon MSK Developer
+Guide, consumer lag), so during a rebalance the lag policy sees no data and does nothing. With
+several target-tracking policies, Application Auto Scaling scales out when any policy asks and
+in only when all agree, so the CPU policy keeps working while lag is blind and never fights it.
 
 The service's mode (verify / primary) is read from the routing parameter at run time, so the
 task definition is the same in every phase: a phase change never redeploys the service.
@@ -226,6 +231,18 @@ class ConsumerService(pulumi.ComponentResource):
             target_tracking_scaling_policy_configuration=_tracking(args),
             opts=child,
         )
+        if args.scaling_metric is ScalingMetric.CONSUMER_LAG:
+            # The backstop while lag is missing (rebalances): see the module docstring.
+            aws.appautoscaling.Policy(
+                f"{name}-scaling-cpu",
+                name=f"{args.service_name}-{ScalingMetric.CPU.value}",
+                policy_type="TargetTrackingScaling",
+                service_namespace=target.service_namespace,
+                scalable_dimension=target.scalable_dimension,
+                resource_id=target.resource_id,
+                target_tracking_scaling_policy_configuration=_cpu_tracking(args),
+                opts=child,
+            )
 
         self.security_group_id = sg.id
         self.task_role = task_role
@@ -254,16 +271,20 @@ _Dimension = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCu
 _Predefined = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs
 
 
+def _cpu_tracking(args: ConsumerServiceArgs) -> _Tracking:
+    return _Tracking(
+        target_value=args.cpu_target_percent,
+        predefined_metric_specification=_Predefined(
+            predefined_metric_type="ECSServiceAverageCPUUtilization"
+        ),
+        scale_in_cooldown=SCALE_IN_COOLDOWN_SECONDS,
+        scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS,
+    )
+
+
 def _tracking(args: ConsumerServiceArgs) -> _Tracking:
     if args.scaling_metric is ScalingMetric.CPU:
-        return _Tracking(
-            target_value=args.cpu_target_percent,
-            predefined_metric_specification=_Predefined(
-                predefined_metric_type="ECSServiceAverageCPUUtilization"
-            ),
-            scale_in_cooldown=SCALE_IN_COOLDOWN_SECONDS,
-            scale_out_cooldown=SCALE_OUT_COOLDOWN_SECONDS,
-        )
+        return _cpu_tracking(args)
 
     def metric(id_: str, namespace: str, metric_name: str, dims: Mapping[str, str]) -> _Metric:
         return _Metric(

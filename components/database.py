@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from components.iam import assume_role_policy, policy_document
 from components.kms import customer_managed_key
@@ -35,6 +36,27 @@ CLIENT_PASSWORD_AUTH_TYPE = "POSTGRES_SCRAM_SHA_256"
 """How the proxy authenticates clients on the PostgreSQL wire (the IAM token is the password)."""
 APP_USER_SECRET_RECOVERY_DAYS = 7
 """The value is reproducible (``jobstream db-bootstrap --rotate``): the shortest recovery window."""
+FINAL_SNAPSHOT_SUFFIX_BYTES = 4
+"""8 hex characters after ``<identifier>-final-``."""
+
+
+def final_snapshot_keepers(
+    identifier: str, db_name: str, username: str, kms_key_id: pulumi.Input[str]
+) -> dict[str, pulumi.Input[str]]:
+    """What renews the final snapshot's random suffix: the instance's identifier and every input
+    of the instance that forces a new instance (infra/replacement.py, RDS Instance). A fixed
+    ``final_snapshot_identifier`` fails the second deletion of an instance with the same
+    identifier ("DBSnapshotAlreadyExists", terraform-aws-modules/terraform-aws-rds #82); a
+    random suffix that Pulumi keeps in state, renewed whenever the instance is replaced or
+    recreated, gives each incarnation its own snapshot name."""
+    return {
+        "identifier": identifier,
+        "engine": ENGINE,
+        "dbName": db_name,
+        "username": username,
+        "kmsKeyId": kms_key_id,
+        "storageEncrypted": "true",
+    }
 
 
 def app_user_secret_name(proxy_name: str, username: str) -> str:
@@ -51,6 +73,8 @@ class DatabaseArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     instance_class: str
     engine_version: str
+    """The major version ("16") while ``auto_minor_version_upgrade``: the provider then keeps it
+    without a diff after RDS upgrades the minor (engine_version_actual holds the running one)."""
     allocated_storage_gb: int
     max_allocated_storage_gb: int
     db_name: str
@@ -66,6 +90,10 @@ class DatabaseArgs:
     proxy_max_idle_connections_percent: int
     proxy_connection_borrow_timeout_seconds: int
     proxy_idle_client_timeout_seconds: int
+    auto_minor_version_upgrade: bool = True
+    performance_insights: bool = False
+    performance_insights_retention_days: int = 7
+    """7 days is Performance Insights' free tier."""
     existing_instance_id: str | None = None
     """Front this existing instance (same VPC, RDS-managed master password) instead of creating one."""
     protect: bool = False
@@ -279,14 +307,33 @@ class Database(pulumi.ComponentResource):
             # A new family (major upgrade) creates the new group before the old one goes.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
         )
-        # RDS writes exported logs here; created first so that retention applies.
-        for log in LOG_EXPORTS:
+        # RDS writes exported logs here and, if a group is missing, creates it without
+        # retention; the instance depends on them so that they exist first (and this stack's
+        # LogGroup create never meets a group RDS made: "already exists").
+        log_groups = [
             aws.cloudwatch.LogGroup(
                 f"{name}-log-{log}",
                 name=f"/aws/rds/instance/{ident}/{log}",
                 retention_in_days=args.log_retention_days,
                 opts=child,
             )
+            for log in LOG_EXPORTS
+        ]
+        final_snapshot: pulumi.Input[str] | None = None
+        if args.deletion_protection:
+            suffix = random.RandomId(
+                f"{name}-final-snapshot",
+                byte_length=FINAL_SNAPSHOT_SUFFIX_BYTES,
+                keepers=final_snapshot_keepers(ident, args.db_name, args.master_username, key.arn),
+                opts=child,
+            )
+            final_snapshot = pulumi.Output.concat(ident, "-final-", suffix.hex)
+        insights: dict[str, object] = {"performance_insights_enabled": args.performance_insights}
+        if args.performance_insights:
+            insights |= {
+                "performance_insights_retention_period": args.performance_insights_retention_days,
+                "performance_insights_kms_key_id": key.arn,
+            }
         instance = aws.rds.Instance(
             name,
             identifier=ident,
@@ -312,11 +359,12 @@ class Database(pulumi.ComponentResource):
             copy_tags_to_snapshot=True,
             deletion_protection=args.deletion_protection,
             skip_final_snapshot=not args.deletion_protection,
-            final_snapshot_identifier=f"{ident}-final" if args.deletion_protection else None,
-            auto_minor_version_upgrade=True,
+            final_snapshot_identifier=final_snapshot,
+            auto_minor_version_upgrade=args.auto_minor_version_upgrade,
             enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
             tags={"Name": ident},
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=log_groups),
+            **insights,  # pyright: ignore[reportArgumentType]
         )
         return instance, db_sg
 

@@ -36,17 +36,30 @@ def service_principal(service: str) -> dict[str, Any]:
 
 
 def assume_role_policy(
-    parent: pulumi.Resource, service: str, *, source_account: pulumi.Input[str] | None = None
+    parent: pulumi.Resource,
+    service: str,
+    *,
+    source_account: pulumi.Input[str] | None = None,
+    source_arn_like: pulumi.Input[str] | None = None,
 ) -> pulumi.Output[str]:
-    """Trust policy letting one AWS service assume a role (optionally only for this account)."""
+    """Trust policy letting one AWS service assume a role, optionally only on behalf of this
+    account (``aws:SourceAccount``) and of matching resources (``aws:SourceArn``): the
+    confused-deputy protection the services' documentation recommends."""
     statement: dict[str, Any] = {
         "actions": ["sts:AssumeRole"],
         "principals": [service_principal(service)],
     }
+    conditions: list[dict[str, Any]] = []
     if source_account is not None:
-        statement["conditions"] = [
+        conditions.append(
             {"test": "StringEquals", "variable": "aws:SourceAccount", "values": [source_account]}
-        ]
+        )
+    if source_arn_like is not None:
+        conditions.append(
+            {"test": "ArnLike", "variable": "aws:SourceArn", "values": [source_arn_like]}
+        )
+    if conditions:
+        statement["conditions"] = conditions
     return policy_document(parent, [statement])
 
 

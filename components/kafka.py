@@ -128,7 +128,7 @@ class KafkaArgs:
     topics: Sequence[TopicSpec]
     consumer_group: str
     region: str
-    kafka_version: str = "3.6.0"
+    kafka_version: str = "3.8.x"
     instance_type: str = "kafka.t3.small"
     broker_count: int = 2
     volume_size_gb: int = 100
@@ -273,11 +273,13 @@ class Kafka(pulumi.ComponentResource):
         child: pulumi.ResourceOptions,
         stateful: pulumi.ResourceOptions,
     ) -> aws.msk.Cluster:
+        # Protected like the cluster: deleting the key makes the cluster's data unreadable.
         key = customer_managed_key(
             self,
             f"{name}-at-rest",
             alias=args.cluster_name,
             description=f"{args.cluster_name}: MSK encryption at rest",
+            protect=args.protect,
         )
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-brokers",

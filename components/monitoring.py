@@ -18,6 +18,7 @@ exists exactly when its resource does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,12 @@ LAG_EVALUATION_MINUTES = 15
 ECS_BELOW_DESIRED_MINUTES = 10
 RDS_EVALUATION_MINUTES = 15
 PROXY_AUTH_FAILURES_PER_5_MIN = 5
-LATENCY_TRIGGER_PERIOD_SECONDS = DAY_SECONDS
+LATENCY_TRIGGER_PERIOD_SECONDS = 300
+"""SQS publishes its metrics every 5 minutes; the latency trigger counts breaching periods."""
+LATENCY_TRIGGER_PERIODS = DAY_SECONDS // LATENCY_TRIGGER_PERIOD_SECONDS
+"""One day of 5-minute periods (288): PutMetricAlarm allows at most one day of evaluation for
+periods shorter than an hour."""
+LAG_MISSING_MINUTES = 15
 
 
 # ---- args -------------------------------------------------------------------------------------
@@ -72,8 +78,16 @@ class MigrationTriggers:
     jobs_per_day: int
     sustained_days: int
     latency_seconds: float
-    latency_percentile: str
-    """A CloudWatch extended statistic, e.g. ``p99``."""
+    latency_breach_percent: float
+    """The share of the day's 5-minute periods whose maximum age must be above
+    ``latency_seconds`` (1 % is the p99 of the 5-minute maxima). A percentile of
+    ``ApproximateAgeOfOldestMessage`` itself cannot be alarmed on: CloudWatch computes
+    percentiles from raw data points only, and SQS lists Average, Minimum, Maximum, Sum and
+    SampleCount as the metric's valid statistics."""
+
+    @property
+    def datapoints_to_alarm(self) -> int:
+        return max(1, math.ceil(LATENCY_TRIGGER_PERIODS * self.latency_breach_percent / 100))
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,9 @@ class PipeMonitoring:
 class KafkaMonitoring:
     cluster_name: str
     broker_count: int | None
-    """Brokers of a provisioned cluster (ids 1..n); None for serverless (no broker metrics)."""
+    """Brokers of a provisioned cluster (ids 1..n); None for serverless, which publishes no
+    cluster or broker metrics (its CloudWatch table lists per-topic and consumer-lag metrics
+    only: no ActiveControllerCount, OfflinePartitionsCount, CpuUser or KafkaDataLogsDiskUsed)."""
     cpu_threshold_percent: int
     disk_threshold_percent: int
 
@@ -103,6 +119,9 @@ class ConsumerLagMonitoring:
     consumer_group: str
     topic: str
     lag_threshold: int
+    ecs_cluster_name: str = ""
+    ecs_service_name: str = ""
+    """The consumer service: lag data missing while its tasks run is an alarm of its own."""
 
     @property
     def dimensions(self) -> dict[str, str]:
@@ -178,7 +197,7 @@ class AlarmSpec:
     description: str
     threshold: float
     evaluation_periods: int
-    """The alarm fires when every one of these periods breaches (datapoints to alarm = this)."""
+    """The alarm fires when every one of these periods breaches (unless datapoints_to_alarm)."""
     metric: Metric | None = None
     expression: str | None = None
     """Metric math over ``inputs`` (ids m0, m1, ...); the alarm watches the expression."""
@@ -186,6 +205,8 @@ class AlarmSpec:
     comparison: str = "GreaterThanThreshold"
     treat_missing_data: str = "notBreaching"
     notify_ok: bool = True
+    datapoints_to_alarm: int | None = None
+    """M of the evaluation periods that must breach (None: all of them)."""
 
 
 def _window(period: int, minutes: int) -> int:
@@ -253,20 +274,23 @@ def trigger_alarms(t: MigrationTriggers) -> list[AlarmSpec]:
         ),
         AlarmSpec(
             "trigger-latency",
-            f"MIGRATION TRIGGER (latency) fired: the {t.latency_percentile} age of the oldest "
-            f"job in {t.queue_name} over the last day is above {t.latency_seconds:g} s. Jobs "
-            "need a lower start latency than SQS + Batch gives: run `jobstream triggers` to "
-            "review, then plan the move to the next phase (docs/monitoring.md).",
+            f"MIGRATION TRIGGER (latency) fired: the oldest job in {t.queue_name} was older "
+            f"than {t.latency_seconds:g} s (5-minute maximum) in at least "
+            f"{t.datapoints_to_alarm} of the last {LATENCY_TRIGGER_PERIODS} 5-minute periods "
+            f"({t.latency_breach_percent:g} % of a day). Jobs need a lower start latency than "
+            "SQS + Batch gives: run `jobstream triggers` to review, then plan the move to the "
+            "next phase (docs/monitoring.md).",
             t.latency_seconds,
-            1,
+            LATENCY_TRIGGER_PERIODS,
             metric=Metric(
                 SQS_NS,
                 "ApproximateAgeOfOldestMessage",
                 age,
-                t.latency_percentile,
+                "Maximum",
                 LATENCY_TRIGGER_PERIOD_SECONDS,
             ),
             notify_ok=False,
+            datapoints_to_alarm=t.datapoints_to_alarm,
         ),
     ]
 
@@ -335,6 +359,10 @@ def pipe_alarms(p: PipeMonitoring) -> list[AlarmSpec]:
 
 
 def kafka_alarms(k: KafkaMonitoring) -> list[AlarmSpec]:
+    if k.broker_count is None:
+        # Serverless: none of these metrics exist, and FILL(ActiveControllerCount, 0) would sit
+        # in ALARM (MSK Developer Guide, metrics for serverless clusters).
+        return []
     cluster = {"Cluster Name": k.cluster_name}
     periods = _window(300, BROKER_EVALUATION_MINUTES)
     specs = [
@@ -355,7 +383,7 @@ def kafka_alarms(k: KafkaMonitoring) -> list[AlarmSpec]:
             inputs=(Metric(KAFKA_NS, "ActiveControllerCount", cluster, "Sum", 60),),
         ),
     ]
-    for broker in range(1, (k.broker_count or 0) + 1):
+    for broker in range(1, k.broker_count + 1):
         dims = {"Cluster Name": k.cluster_name, "Broker ID": str(broker)}
         specs += [
             AlarmSpec(
@@ -394,7 +422,7 @@ def kafka_alarms(k: KafkaMonitoring) -> list[AlarmSpec]:
 def lag_alarms(c: ConsumerLagMonitoring) -> list[AlarmSpec]:
     dims = c.dimensions
     periods = _window(300, LAG_EVALUATION_MINUTES)
-    return [
+    specs = [
         AlarmSpec(
             "kafka-consumer-lag",
             f"Consumer group {c.consumer_group} is more than {c.lag_threshold} messages behind "
@@ -405,6 +433,27 @@ def lag_alarms(c: ConsumerLagMonitoring) -> list[AlarmSpec]:
             metric=Metric(KAFKA_NS, "SumOffsetLag", dims, "Maximum", 300),
         )
     ]
+    if c.ecs_cluster_name and c.ecs_service_name:
+        tasks = {"ClusterName": c.ecs_cluster_name, "ServiceName": c.ecs_service_name}
+        specs.append(
+            AlarmSpec(
+                "kafka-consumer-lag-missing",
+                f"No consumer-lag data for group {c.consumer_group} on {c.topic} for "
+                f"{LAG_MISSING_MINUTES} minutes while consumer tasks run: MSK emits lag only "
+                "while the group is STABLE or EMPTY, so the group is rebalancing (or its "
+                "offsets are not committed) and lag scaling is blind; the CPU policy is the "
+                "backstop. Check the consumer logs for rebalances.",
+                0,
+                _window(300, LAG_MISSING_MINUTES),
+                # 1 while tasks run and no lag point exists (lag is never negative).
+                expression="IF(FILL(m1, 0) > 0 AND FILL(m0, -1) < 0, 1, 0)",
+                inputs=(
+                    Metric(KAFKA_NS, "SumOffsetLag", dims, "Maximum", 300),
+                    Metric(ECS_INSIGHTS_NS, "RunningTaskCount", tasks, "Average", 300),
+                ),
+            )
+        )
+    return specs
 
 
 def service_alarms(s: ServiceMonitoring) -> list[AlarmSpec]:
@@ -678,7 +727,7 @@ def _alarm(
         "comparison_operator": spec.comparison,
         "threshold": spec.threshold,
         "evaluation_periods": spec.evaluation_periods,
-        "datapoints_to_alarm": spec.evaluation_periods,
+        "datapoints_to_alarm": spec.datapoints_to_alarm or spec.evaluation_periods,
         "treat_missing_data": spec.treat_missing_data,
         "alarm_actions": [topic_arn],
         "ok_actions": [topic_arn] if spec.notify_ok else [],

@@ -223,9 +223,23 @@ class Network(pulumi.ComponentResource):
             retention_in_days=retention_days,
             opts=child,
         )
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        region = aws.get_region_output(opts=invoke).region
+        partition = aws.get_partition_output(opts=invoke).partition
+        # Confused-deputy protection (VPC User Guide, IAM role for publishing flow logs): "We
+        # recommend that you use the aws:SourceAccount and aws:SourceArn condition keys"; the
+        # flow log's id is not known before it exists, hence the wildcard the guide suggests.
         role = aws.iam.Role(
             f"{name}-flow-logs",
-            assume_role_policy=assume_role_policy(self, "vpc-flow-logs.amazonaws.com"),
+            assume_role_policy=assume_role_policy(
+                self,
+                "vpc-flow-logs.amazonaws.com",
+                source_account=account,
+                source_arn_like=pulumi.Output.concat(
+                    "arn:", partition, ":ec2:", region, ":", account, ":vpc-flow-log/*"
+                ),
+            ),
             opts=child,
         )
         write = policy_document(

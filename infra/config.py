@@ -15,14 +15,30 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
+from importlib import resources
 from typing import Any
 
 from components.batch import ComputeType
 from components.kafka import EnhancedMonitoring, KafkaMode, TopicManager
 from components.network import NatStrategy
+from jobstream.contract.names import longest_stack_name, name_problems
 from jobstream.contract.phases import CLEANUP_PHASE, PHASES
 
 NAMESPACE = "jobstream"
+NAMESPACES: tuple[str, ...] = (NAMESPACE, "aws", "pulumi")
+"""Config namespaces this program reads (its own, the AWS provider's, Pulumi's)."""
+ESCAPE_KEY = "allowUnlistedValues"
+"""The key that accepts a value missing from infra/known_values.json."""
+
+MSK_TOPIC_API_MIN_VERSION = (3, 6, 0)
+"""MSK topic APIs (aws.msk.Topic): 'Your cluster must be an MSK Provisioned cluster. These APIs
+are not available for MSK Serverless clusters.' / 'Your cluster must be running Apache Kafka
+version 3.6.0 or later.' (Amazon MSK Developer Guide, Requirements for using topic APIs)."""
+RDS_MASTER_USERNAME_MAX = 16
+"""CreateDBInstance MasterUsername: 'Must be 1 to 16 letters, numbers, or underscores.'"""
+PERFORMANCE_INSIGHTS_FREE_DAYS = 7
+"""Performance Insights retention: 7 (the default, free tier), 731, or a multiple of 31."""
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
 LOG_RETENTION_DAYS: tuple[int, ...] = (
@@ -62,11 +78,20 @@ SUBNET_NEWBITS = 3
 
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
-_PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?)$")
 _RESOURCE_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
 _DB_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+_ARN = re.compile(r"^arn:(aws[a-z-]*):([a-z0-9-]+):([a-z0-9-]*):(\d{12}):(.+)$")
+
+# A container image reference, as the distribution (Docker) reference grammar defines it:
+# [domain[:port]/]path[:tag][@digest], the path made of lowercase components separated by '/'.
+_IMAGE_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d+)?)"
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"^(?:(?P<domain>{_IMAGE_DOMAIN})/)?(?P<path>{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
+IMAGE_NAME_MAX = 255
+"""The reference grammar's limit on the repository name (domain and path)."""
 
 
 class Environment(StrEnum):
@@ -79,25 +104,46 @@ class Environment(StrEnum):
 # Errors
 
 
+def qualified(key: str) -> str:
+    """``phase`` -> ``jobstream:phase``; a key that names its namespace (or a pseudo-key in
+    parentheses) is shown as it is."""
+    return key if ":" in key or key.startswith("(") else f"{NAMESPACE}:{key}"
+
+
 @dataclass(frozen=True)
 class Problem:
     key: str
     value: object
     allowed: str
+    related: Mapping[str, object] = field(default_factory=dict)
+    """Other keys (and their values) of a cross-key rule: the message names them too."""
 
     def __str__(self) -> str:
-        shown = "<missing>" if self.value is _MISSING else repr(self.value)
-        return f"{NAMESPACE}:{self.key} = {shown}: {self.allowed}"
+        others = "".join(f" (with {qualified(k)} = {_shown(v)})" for k, v in self.related.items())
+        return f"{qualified(self.key)} = {_shown(self.value)}{others}: {self.allowed}"
+
+
+def _shown(value: object) -> str:
+    """A value as the stack file spells it (an enum by its value)."""
+    if value is _MISSING:
+        return "<missing>"
+    return repr(value.value if isinstance(value, StrEnum) else value)
 
 
 class ConfigError(ValueError):
-    """One or more stack config values are invalid; each problem names key, value, allowed."""
+    """One or more stack config values are invalid; each problem names key, value, allowed.
 
-    def __init__(self, problems: list[Problem]) -> None:
+    ``source`` is the file the values came from (``Pulumi.dev.yaml``) when the caller knows it."""
+
+    def __init__(self, problems: list[Problem], source: str | None = None) -> None:
         self.problems = problems
+        self.source = source
         lines = "\n".join(f"  - {p}" for p in problems)
         noun = "value" if len(problems) == 1 else "values"
-        super().__init__(f"invalid stack configuration ({len(problems)} bad {noun}):\n{lines}")
+        where = f" in {source}" if source else ""
+        super().__init__(
+            f"invalid stack configuration{where} ({len(problems)} bad {noun}):\n{lines}"
+        )
 
     @property
     def keys(self) -> list[str]:
@@ -193,6 +239,41 @@ def _pattern(regex: re.Pattern[str], allowed: str) -> Callable[[str], str]:
 
     parse.__doc__ = allowed
     return parse
+
+
+def _image(raw: str) -> str:
+    allowed = (
+        "must be a container image reference registry/repository:tag or "
+        "registry/repository@sha256:<digest> (lowercase repository path, an explicit tag or "
+        "digest: an untagged reference means :latest, which moves under a running stack)"
+    )
+    value = str(raw).strip()
+    match = _IMAGE.match(value)
+    if not value or match is None:
+        raise _InvalidValueError(allowed)
+    if not (match.group("tag") or match.group("digest")):
+        raise _InvalidValueError(allowed)
+    name = value.split("@")[0].rsplit(":", 1)[0] if match.group("tag") else value.split("@")[0]
+    if len(name) > IMAGE_NAME_MAX:
+        raise _InvalidValueError(f"repository name longer than {IMAGE_NAME_MAX} characters")
+    return value
+
+
+_image.__doc__ = "container image registry/repository:tag or @digest"
+
+
+def _retention_days(raw: str) -> int:
+    allowed = f"must be {PERFORMANCE_INSIGHTS_FREE_DAYS} (free tier), 731, or a multiple of 31"
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise _InvalidValueError(allowed) from None
+    if value not in (PERFORMANCE_INSIGHTS_FREE_DAYS, 731) and (value <= 0 or value % 31):
+        raise _InvalidValueError(allowed)
+    return value
+
+
+_retention_days.__doc__ = "7, 731 or a multiple of 31"
 
 
 def _optional(inner: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -293,6 +374,7 @@ KEYS: tuple[Key, ...] = (
     _general("confirmCleanup", _bool, False, "Must be true to allow phase 5, which deletes the SQS and Batch resources."),
     _general("environment", _choice(Environment), None, "Environment class; defaults to the stack name when that is dev, staging or prod."),
     _general("protectStatefulResources", _bool, None, "Protect the database, proxy, queues and MSK cluster from deletion; defaults to true in prod."),
+    _general(ESCAPE_KEY, _bool, False, "Accept a value missing from the known lists in infra/known_values.json (MSK broker types, Kafka versions, PostgreSQL majors, regions, reserved user names)."),
     _general("logRetentionDays", _one_of(LOG_RETENTION_DAYS, "CloudWatch Logs retention periods"), 30, "Retention of application, broker and job logs."),
     _net("vpcCidr", _cidr, "10.0.0.0/16", "VPC CIDR; subnets are computed from it (8 equal blocks)."),
     _net("azCount", _int(2, 3), 2, "Availability zones used."),
@@ -304,9 +386,10 @@ KEYS: tuple[Key, ...] = (
     _sqs("queueRetentionSeconds", _int(*SQS_RETENTION_RANGE), 345_600, "Message retention of the job queue."),
     _sqs("dlqRetentionSeconds", _int(*SQS_RETENTION_RANGE), 1_209_600, "Message retention of the DLQ; must be >= queueRetentionSeconds."),
     _sqs("maxReceiveCount", _int(1, 1000), 5, "Receives before a message moves to the DLQ."),
-    _sqs("queueKmsKeyArn", _optional(_pattern(_ARN, "must be a KMS key ARN")), None, "KMS key for the queues; SQS-managed encryption when unset."),
+    _sqs("queueKmsKeyArn", _optional(_pattern(_ARN, "must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")), None, "KMS key for the queues (in aws:region); SQS-managed encryption when unset."),
     _db("dbInstanceClass", _pattern(re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$"), "must be an RDS instance class like db.t4g.micro"), "db.t4g.micro", "RDS instance class."),
-    _db("dbEngineVersion", _pattern(re.compile(r"^\d+(\.\d+)?$"), "must be a PostgreSQL version like 16.4"), "16.4", "PostgreSQL engine version."),
+    _db("dbEngineVersion", _pattern(re.compile(r"^\d+(\.\d+)?$"), "must be a PostgreSQL major version like 16 (or a minor like 16.4)"), "16", "PostgreSQL engine version: the major only while dbAutoMinorVersionUpgrade is on (RDS picks and upgrades the minor)."),
+    _db("dbAutoMinorVersionUpgrade", _bool, True, "Let RDS apply minor engine upgrades in the maintenance window."),
     _db("dbAllocatedStorageGb", _int(20, 65_536), 20, "Initial storage (GiB)."),
     _db("dbMaxAllocatedStorageGb", _int(20, 65_536), 100, "Storage autoscaling ceiling (GiB); >= dbAllocatedStorageGb."),
     _db("dbName", _pattern(_DB_IDENTIFIER, "must be a lowercase identifier (letters, digits, _)"), "jobstream", "Database name."),
@@ -315,12 +398,14 @@ KEYS: tuple[Key, ...] = (
     _db("dbMultiAz", _bool, False, "Multi-AZ deployment."),
     _db("dbDeletionProtection", _bool, None, "Deletion protection and a final snapshot; defaults to true in prod."),
     _db("dbBackupRetentionDays", _int(1, 35), 7, "Automated backup retention."),
+    _db("dbPerformanceInsights", _bool, None, "Performance Insights on the instance; defaults to true in prod."),
+    _db("dbPerformanceInsightsRetentionDays", _retention_days, PERFORMANCE_INSIGHTS_FREE_DAYS, "Performance Insights retention (7 days is the free tier)."),
     _db("existingDbInstanceId", _optional(_pattern(re.compile(r"^[a-z][a-z0-9-]{0,62}$"), "must be an RDS instance identifier")), None, "Front an existing RDS instance instead of creating one."),
     _db("proxyMaxConnectionsPercent", _int(1, 100), 90, "RDS Proxy pool: max connections (% of max_connections)."),
     _db("proxyMaxIdleConnectionsPercent", _int(0, 100), 50, "RDS Proxy pool: max idle connections (%); <= proxyMaxConnectionsPercent."),
     _db("proxyConnectionBorrowTimeoutSeconds", _int(0, 3600), 120, "RDS Proxy: wait for a free connection (s)."),
     _db("proxyIdleClientTimeoutSeconds", _int(1, 28_800), 1800, "RDS Proxy: close idle client connections after (s)."),
-    _batch("image", _pattern(_IMAGE, "must be a container image reference (registry/repository:tag)"), _MISSING, "ML container image (used by Batch and the Kafka consumer).", required=True),
+    _batch("image", _image, _MISSING, "ML container image (used by Batch and the Kafka consumer).", required=True),
     _batch("computeType", _choice(ComputeType), ComputeType.FARGATE, "Batch compute: FARGATE, FARGATE_SPOT or EC2 SPOT."),
     _batch("batchMaxVcpus", _int(1, 4096), 16, "Compute environment ceiling (vCPU)."),
     _batch("spotInstanceTypes", _string_list(re.compile(r"^[a-z0-9]+(\.[a-z0-9]+)?$"), "EC2 instance types"), ("m6i.large", "m5.large"), "EC2 instance types for SPOT compute."),
@@ -332,7 +417,7 @@ KEYS: tuple[Key, ...] = (
     _batch("expectedJobSeconds", _int(1, 86_400), 120, "Expected run time of one job, for the cost estimate."),
     _kafka("kafka", _choice(TopicManager), TopicManager.AWS, "Topic manager: aws (aws.msk.Topic, control plane) or kafka (pulumi-kafka, needs broker reach)."),
     _kafka("kafkaMode", _choice(KafkaMode), KafkaMode.PROVISIONED, "MSK provisioned or serverless (IAM only)."),
-    _kafka("kafkaVersion", _pattern(re.compile(r"^\d+\.\d+\.\d+(\.x)?(\.kraft)?$"), "must be an MSK Kafka version like 3.6.0"), "3.6.0", "Kafka version (provisioned)."),
+    _kafka("kafkaVersion", _pattern(re.compile(r"^\d+\.\d+\.\d+(\.x)?(\.kraft)?$"), "must be an MSK Kafka version like 3.8.x"), "3.8.x", "Kafka version (provisioned); 3.6.0 or later for the aws topic manager."),
     _kafka("kafkaInstanceType", _pattern(re.compile(r"^kafka\.[a-z0-9]+\.[a-z0-9]+$"), "must be an MSK broker type like kafka.m7g.large"), "kafka.t3.small", "Broker instance type."),
     _kafka("kafkaBrokerCount", _int(1, 30), 2, "Brokers; a multiple of azCount."),
     _kafka("kafkaVolumeSizeGb", _int(1, 16_384), 100, "Initial EBS volume per broker (GiB)."),
@@ -351,9 +436,9 @@ KEYS: tuple[Key, ...] = (
     _svc("consumerMinCount", _int(0, 100), 1, "Auto scaling floor."),
     _svc("consumerMaxCount", _int(1, 100), 4, "Auto scaling ceiling; <= topicPartitions (more tasks would idle)."),
     _svc("consumerCpu", _one_of((256, 512, 1024, 2048, 4096, 8192, 16384), "Fargate CPU units"), 1024, "CPU units per task."),
-    _svc("consumerMemoryMib", _int(512, 122_880), 2048, "Memory per task (MiB)."),
+    _svc("consumerMemoryMib", _int(512, 122_880), 2048, "Memory per task (MiB); a valid Fargate size for consumerCpu."),
     _svc("consumerLagTargetPerTask", _int(1, 1_000_000), 1000, "Target-tracking: offset lag per task (used where MSK publishes lag)."),
-    _svc("consumerCpuTargetPercent", _int(10, 95), 60, "Target-tracking: CPU utilisation (serverless clusters, no lag metric)."),
+    _svc("consumerCpuTargetPercent", _int(10, 95), 60, "Target-tracking: CPU utilisation (the only policy on serverless clusters, the backstop of the lag policy on provisioned ones)."),
     _mon("alertEmail", _pattern(_EMAIL, "must be an e-mail address like ops@example.com"), _MISSING, "Address subscribed to the alert topic.", required=True),
     _mon("queueDepthThreshold", _int(1, 10_000_000), 1000, "Alarm: visible messages in the job queue."),
     _mon("queueAgeThresholdSeconds", _int(1, 1_209_600), 900, "Alarm: age of the oldest job in the queue."),
@@ -364,8 +449,8 @@ KEYS: tuple[Key, ...] = (
     _mon("rdsFreeStorageThresholdGb", _int(1, 65_536), 5, "Alarm: database free storage below (GiB)."),
     _mon("triggerJobsPerDay", _int(1, 1_000_000_000), 10_000, "Migration trigger: jobs per day ..."),
     _mon("triggerSustainedDays", _int(1, 7), 7, "... sustained for this many consecutive days (a CloudWatch alarm evaluates at most 7 days)."),
-    _mon("triggerLatencySeconds", _float(0.001, 86_400), 1.0, "Migration trigger: age of the oldest job above this ..."),
-    _mon("triggerLatencyPercentile", _pattern(_PERCENTILE, "must be a percentile like p90 or p99.9"), "p99", "... at this percentile."),
+    _mon("triggerLatencySeconds", _float(0.001, 86_400), 1.0, "Migration trigger: the 5-minute maximum age of the oldest job above this ..."),
+    _mon("triggerLatencyBreachPercent", _float(0.1, 100), 1.0, "... in at least this share (%) of the last day's 5-minute periods (1 = the p99 of the 5-minute maxima)."),
 )  # fmt: skip
 
 KEYS_BY_NAME: Mapping[str, Key] = {k.name: k for k in KEYS}
@@ -397,6 +482,7 @@ class QueueConfig:
 class DatabaseConfig:
     instance_class: str
     engine_version: str
+    auto_minor_version_upgrade: bool
     allocated_storage_gb: int
     max_allocated_storage_gb: int
     name: str
@@ -405,6 +491,8 @@ class DatabaseConfig:
     multi_az: bool
     deletion_protection: bool
     backup_retention_days: int
+    performance_insights: bool
+    performance_insights_retention_days: int
     existing_instance_id: str | None
     proxy_max_connections_percent: int
     proxy_max_idle_connections_percent: int
@@ -475,7 +563,7 @@ class MonitoringConfig:
     trigger_jobs_per_day: int
     trigger_sustained_days: int
     trigger_latency_seconds: float
-    trigger_latency_percentile: str
+    trigger_latency_breach_percent: float
 
 
 @dataclass(frozen=True)
@@ -515,15 +603,23 @@ class StackConfig:
 # Loading.
 
 
-def parse(raw: Mapping[str, str], *, stack: str, project: str = "jobstream") -> StackConfig:
+def parse(
+    raw: Mapping[str, str],
+    *,
+    stack: str,
+    project: str = "jobstream",
+    source: str | None = None,
+) -> StackConfig:
     """Build a ``StackConfig`` from flat Pulumi config (``{"jobstream:phase": "3", ...}``).
 
-    Raises ``ConfigError`` listing every bad, missing or unknown key.
+    Raises ``ConfigError`` listing every bad, missing or unknown key; ``source`` (the stack
+    file's name) is named in its message.
     """
     problems: list[Problem] = []
     prefix = f"{NAMESPACE}:"
     given = {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}
 
+    problems += _namespace_problems(raw)
     for name in sorted(set(given) - set(KEYS_BY_NAME)):
         close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1)
         hint = f"; did you mean {NAMESPACE}:{close[0]}?" if close else ""
@@ -551,6 +647,7 @@ def parse(raw: Mapping[str, str], *, stack: str, project: str = "jobstream") -> 
                 "aws:region must be set to an AWS region like us-east-1",
             )
         )
+        region = ""
 
     if values["environment"] is None:
         try:
@@ -565,19 +662,205 @@ def parse(raw: Mapping[str, str], *, stack: str, project: str = "jobstream") -> 
             )
             values["environment"] = _MISSING
 
+    problems += _stack_name_problems(stack)
+    unlisted_ok = values[ESCAPE_KEY] is True
+    problems += _unlisted_values(values, region, unlisted_ok=unlisted_ok)
+    if region:
+        problems += _arn_problems(values, region)
     if not problems:
         problems.extend(_cross_checks(values))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, source=source)
     return _build(values, stack=stack, project=project, region=region)
 
 
+def _namespace_problems(raw: Mapping[str, str]) -> list[Problem]:
+    """A key under a namespace close to ``jobstream`` (``jobsteam:phase``) would be ignored
+    silently: the program reads its own namespace only. Other namespaces (another provider's)
+    are not this program's to judge."""
+    out: list[Problem] = []
+    for key in sorted(raw):
+        namespace, sep, _name = key.partition(":")
+        if not sep or namespace in NAMESPACES:
+            continue
+        if difflib.get_close_matches(namespace.lower(), [NAMESPACE], n=1, cutoff=0.7):
+            out.append(
+                Problem(
+                    key,
+                    raw[key],
+                    f"namespace {namespace!r} is not one this program reads (did you mean "
+                    f"{NAMESPACE}:{_name}?); its namespaces are " + ", ".join(NAMESPACES),
+                )
+            )
+    return out
+
+
+def _stack_name_problems(stack: str) -> list[Problem]:
+    """Every name derived from the stack name (``jobstream.contract.names``) against the rule of
+    the service that takes it."""
+    found = name_problems(stack)
+    if not found:
+        return []
+    longest = longest_stack_name()
+    details = "; ".join(f"{kind} {value!r}: {why}" for kind, value, why in found)
+    return [
+        Problem(
+            "(stack name)",
+            stack,
+            f"derives AWS names that their services refuse ({details}); use a stack name of "
+            f"letters, digits and single hyphens, starting with a letter, at most {longest} "
+            "characters",
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class KnownList:
+    values: frozenset[str]
+    prefixes: tuple[str, ...]
+    source: str
+    compiled: str
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and (value in self.values or value.startswith(self.prefixes))
+
+
+@cache
+def known_values() -> Mapping[str, KnownList]:
+    """infra/known_values.json: the lists of values that exist, with source and date."""
+    document = json.loads(resources.files("infra").joinpath("known_values.json").read_text())
+    return {
+        name: KnownList(
+            frozenset(entry["values"]),
+            tuple(entry.get("prefixes", ())),
+            entry["source"],
+            entry["compiled"],
+        )
+        for name, entry in document.items()
+        if isinstance(entry, dict)
+    }
+
+
+# (key, known list, what the list holds); "(aws:region)" is the provider's key.
+_KNOWN_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("kafkaInstanceType", "mskInstanceTypes", "MSK Standard broker types"),
+    ("kafkaVersion", "mskKafkaVersions", "Kafka versions MSK offers"),
+    ("dbEngineVersion", "rdsPostgresMajors", "PostgreSQL major versions RDS offers"),
+    ("(aws:region)", "awsRegions", "AWS regions"),
+)
+_RESERVED_USER_KEYS: tuple[str, ...] = ("dbMasterUsername", "dbAppUsername")
+
+
+def _unlisted_values(v: Mapping[str, Any], region: str, *, unlisted_ok: bool) -> list[Problem]:
+    """Values that match their pattern but name nothing that exists (a broker type, a version,
+    a region); ``jobstream:allowUnlistedValues`` accepts them."""
+    lists = known_values()
+    out: list[Problem] = []
+    escape = f"set {NAMESPACE}:{ESCAPE_KEY} to true to accept a value this list does not know yet"
+    for key, list_name, what in _KNOWN_KEYS:
+        value = region if key == "(aws:region)" else v[key]
+        if value is _MISSING or not value:
+            continue
+        if key == "dbEngineVersion":
+            value = str(value).split(".")[0]
+        known = lists[list_name]
+        if value in known or unlisted_ok:
+            continue
+        shown = ", ".join(sorted(known.values))
+        out.append(
+            Problem(
+                key,
+                region if key == "(aws:region)" else v[key],
+                f"is not one of the {what} known on {known.compiled} ({shown}; source: "
+                f"infra/known_values.json {list_name}); {escape}",
+            )
+        )
+    reserved = lists["postgresReservedUsernames"]
+    for key in _RESERVED_USER_KEYS:
+        value = v[key]
+        if value is _MISSING:
+            continue
+        # Reserved words are refused by the engine itself: no escape.
+        if value in reserved:
+            out.append(
+                Problem(
+                    key,
+                    value,
+                    "is a name PostgreSQL or RDS reserves (an SQL reserved word, public/none, "
+                    f"or a name starting with {' or '.join(reserved.prefixes)}); choose another "
+                    "user name",
+                )
+            )
+    master = v["dbMasterUsername"]
+    if master is not _MISSING and len(master) > RDS_MASTER_USERNAME_MAX:
+        out.append(
+            Problem(
+                "dbMasterUsername",
+                master,
+                f"is longer than the {RDS_MASTER_USERNAME_MAX} characters RDS allows for the "
+                "master user (CreateDBInstance MasterUsername)",
+            )
+        )
+    return out
+
+
+def _arn_problems(v: Mapping[str, Any], region: str) -> list[Problem]:
+    """ARN-valued keys: the right service, resource type and region for what they configure."""
+    out: list[Problem] = []
+    arn = v["queueKmsKeyArn"]
+    if arn in (None, _MISSING):
+        return out
+    match = _ARN.match(arn)
+    assert match is not None  # the key's parser checked the pattern
+    partition, service, arn_region, _account, resource = match.groups()
+    expected = f"arn:{_partition(region)}:kms:{region}:<account>:key/<key id>"
+    if service != "kms" or not resource.startswith("key/"):
+        out.append(
+            Problem(
+                "queueKmsKeyArn",
+                arn,
+                f"is an ARN of {service} {resource.split('/')[0]!r}, not of a KMS key: must "
+                f"be {expected}",
+            )
+        )
+    elif arn_region != region or partition != _partition(region):
+        out.append(
+            Problem(
+                "queueKmsKeyArn",
+                arn,
+                f"is a key in {arn_region} ({partition}); SQS uses keys of its own region "
+                f"only: must be {expected}",
+                related={"(aws:region)": region},
+            )
+        )
+    return out
+
+
+def _partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``3.6.0`` -> (3, 6, 0); ``3.9.x.kraft`` -> (3, 9)."""
+    parts: list[int] = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
 def _cross_checks(v: Mapping[str, Any]) -> list[Problem]:
-    """Rules that relate several keys; only run once every key parsed on its own."""
+    """Rules that relate several keys; only run once every key parsed on its own. Each problem
+    is reported on the key to change, with the other keys of the rule named beside it."""
     out: list[Problem] = []
 
-    def bad(key: str, allowed: str) -> None:
-        out.append(Problem(key, v[key], allowed))
+    def bad(key: str, allowed: str, *others: str) -> None:
+        out.append(Problem(key, v[key], allowed, related={k: v[k] for k in others}))
 
     if v["phase"] == CLEANUP_PHASE and not v["confirmCleanup"]:
         bad(
@@ -592,72 +875,148 @@ def _cross_checks(v: Mapping[str, Any]) -> list[Problem]:
             f"prod needs one NAT gateway per AZ (per-az); set {NAMESPACE}:allowReducedNat to "
             "true to accept less",
         )
+    # The guardrails of DESIGN.md (stateful resources protected in prod, deletion protection):
+    # no escape key, because `pulumi destroy` does not run the program (a decommission turns
+    # protection off out of band, see docs/operations.md), and every `pulumi up` must keep them.
+    for key in ("protectStatefulResources", "dbDeletionProtection"):
+        if prod and v[key] is False:
+            bad(
+                key,
+                "must not be false in prod: the guardrails keep the database, proxy, queues and "
+                "MSK cluster from being deleted (leave it unset or true; to decommission, see "
+                "docs/operations.md)",
+                "environment",
+            )
+    if v["kafka"] is TopicManager.AWS:
+        if v["kafkaMode"] is KafkaMode.SERVERLESS:
+            bad(
+                "kafka",
+                "the aws topic manager uses the MSK topic APIs, which are not available for "
+                "MSK Serverless clusters: set jobstream:kafka to kafka (pulumi-kafka) or "
+                "jobstream:kafkaMode to provisioned",
+                "kafkaMode",
+            )
+        elif _version(v["kafkaVersion"]) < MSK_TOPIC_API_MIN_VERSION:
+            bad(
+                "kafka",
+                "the aws topic manager uses the MSK topic APIs, which need Apache Kafka 3.6.0 "
+                "or later: set jobstream:kafkaVersion to 3.6.0 or later, or jobstream:kafka to "
+                "kafka (pulumi-kafka)",
+                "kafkaVersion",
+            )
     if v["kafkaMode"] is KafkaMode.PROVISIONED:
         if v["kafkaBrokerCount"] % v["azCount"] != 0:
-            bad("kafkaBrokerCount", f"must be a multiple of azCount ({v['azCount']})")
+            bad("kafkaBrokerCount", f"must be a multiple of azCount ({v['azCount']})", "azCount")
         if v["topicReplicationFactor"] > v["kafkaBrokerCount"]:
             bad(
                 "topicReplicationFactor",
                 f"must be <= kafkaBrokerCount ({v['kafkaBrokerCount']})",
+                "kafkaBrokerCount",
             )
         if v["kafkaMaxVolumeSizeGb"] < v["kafkaVolumeSizeGb"]:
-            bad("kafkaMaxVolumeSizeGb", f"must be >= kafkaVolumeSizeGb ({v['kafkaVolumeSizeGb']})")
+            bad(
+                "kafkaMaxVolumeSizeGb",
+                f"must be >= kafkaVolumeSizeGb ({v['kafkaVolumeSizeGb']})",
+                "kafkaVolumeSizeGb",
+            )
     if v["topicMinInsyncReplicas"] >= v["topicReplicationFactor"]:
         bad(
             "topicMinInsyncReplicas",
             f"must be < topicReplicationFactor ({v['topicReplicationFactor']}) so that one "
             "replica can be down without stopping producers",
+            "topicReplicationFactor",
         )
     if v["queueVisibilityTimeoutSeconds"] < v["jobTimeoutSeconds"]:
         bad(
             "queueVisibilityTimeoutSeconds",
             f"must be >= jobTimeoutSeconds ({v['jobTimeoutSeconds']}), or a running job's "
             "message becomes visible again and runs twice",
+            "jobTimeoutSeconds",
         )
     if v["dlqRetentionSeconds"] < v["queueRetentionSeconds"]:
         bad(
             "dlqRetentionSeconds",
             f"must be >= queueRetentionSeconds ({v['queueRetentionSeconds']}); a moved message "
             "keeps its original enqueue time",
+            "queueRetentionSeconds",
         )
     if v["dbMaxAllocatedStorageGb"] < v["dbAllocatedStorageGb"]:
         bad(
             "dbMaxAllocatedStorageGb",
             f"must be >= dbAllocatedStorageGb ({v['dbAllocatedStorageGb']})",
+            "dbAllocatedStorageGb",
+        )
+    if v["dbAutoMinorVersionUpgrade"] and "." in v["dbEngineVersion"]:
+        bad(
+            "dbEngineVersion",
+            "pins a minor version while RDS applies minor upgrades (dbAutoMinorVersionUpgrade "
+            "is true): after RDS upgrades the instance every `pulumi up` would plan a downgrade "
+            f"that RDS refuses. Give the major only ({v['dbEngineVersion'].split('.')[0]}; the "
+            "provider keeps it without a diff and reports the running version in "
+            "engine_version_actual), or set dbAutoMinorVersionUpgrade to false",
+            "dbAutoMinorVersionUpgrade",
         )
     if v["proxyMaxIdleConnectionsPercent"] > v["proxyMaxConnectionsPercent"]:
         bad(
             "proxyMaxIdleConnectionsPercent",
             f"must be <= proxyMaxConnectionsPercent ({v['proxyMaxConnectionsPercent']})",
+            "proxyMaxConnectionsPercent",
         )
     if v["computeType"] in (ComputeType.FARGATE, ComputeType.FARGATE_SPOT):
-        sizes = FARGATE_MEMORY_MIB.get(v["jobVcpu"])
-        if sizes is None:
-            bad(
-                "jobVcpu",
-                "must be a Fargate size: " + ", ".join(f"{c:g}" for c in FARGATE_MEMORY_MIB),
-            )
-        elif v["jobMemoryMib"] not in sizes:
-            bad(
-                "jobMemoryMib",
-                f"must be a Fargate memory size for {v['jobVcpu']:g} vCPU: "
-                f"{sizes[0]}..{sizes[-1]} in steps of {sizes[1] - sizes[0] if len(sizes) > 1 else 0}",
-            )
-    if not v["consumerMinCount"] <= v["consumerDesiredCount"] <= v["consumerMaxCount"]:
+        out.extend(_fargate_size(v, "jobVcpu", "jobMemoryMib", v["jobVcpu"]))
+    # The consumer always runs on Fargate; its CPU is in units (1024 = 1 vCPU).
+    out.extend(_fargate_size(v, "consumerCpu", "consumerMemoryMib", v["consumerCpu"] / 1024))
+    if v["consumerMinCount"] > v["consumerMaxCount"]:
+        bad(
+            "consumerMinCount",
+            f"must be <= consumerMaxCount ({v['consumerMaxCount']}): the auto scaling floor "
+            "lies above its ceiling",
+            "consumerMaxCount",
+        )
+    elif not v["consumerMinCount"] <= v["consumerDesiredCount"] <= v["consumerMaxCount"]:
         bad(
             "consumerDesiredCount",
             f"must lie within consumerMinCount..consumerMaxCount ({v['consumerMinCount']}.."
             f"{v['consumerMaxCount']})",
+            "consumerMinCount",
+            "consumerMaxCount",
         )
     if v["consumerMaxCount"] > v["topicPartitions"]:
         bad(
             "consumerMaxCount",
             f"must be <= topicPartitions ({v['topicPartitions']}); extra consumers would idle",
+            "topicPartitions",
         )
-    percentile = _PERCENTILE.match(v["triggerLatencyPercentile"])
-    if percentile and not 0 < float(percentile.group(1)) < 100:
-        bad("triggerLatencyPercentile", "must lie strictly between p0 and p100")
     return out
+
+
+def _fargate_size(
+    v: Mapping[str, Any], cpu_key: str, memory_key: str, vcpu: float
+) -> list[Problem]:
+    """Fargate accepts only the CPU/memory pairs of its table (ECS RegisterTaskDefinition
+    memory; AWS Batch uses the same table for Fargate jobs)."""
+    sizes: tuple[int, ...] | None = FARGATE_MEMORY_MIB.get(vcpu)
+    if sizes is None:
+        return [
+            Problem(
+                cpu_key,
+                v[cpu_key],
+                "must be a Fargate size: " + ", ".join(f"{c:g}" for c in FARGATE_MEMORY_MIB),
+            )
+        ]
+    if v[memory_key] in sizes:
+        return []
+    first, last = sizes[0], sizes[-1]
+    step = sizes[1] - first if len(sizes) > 1 else 0
+    return [
+        Problem(
+            memory_key,
+            v[memory_key],
+            f"must be a Fargate memory size for {vcpu:g} vCPU: {first}..{last} in steps "
+            f"of {step} (ECS: 'No Fargate configuration exists for given values' otherwise)",
+            related={cpu_key: v[cpu_key]},
+        )
+    ]
 
 
 def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> StackConfig:
@@ -665,6 +1024,7 @@ def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> St
     prod = environment is Environment.PROD
     protect = v["protectStatefulResources"]
     deletion_protection = v["dbDeletionProtection"]
+    performance_insights = v["dbPerformanceInsights"]
     return StackConfig(
         project=project,
         stack=stack,
@@ -691,6 +1051,7 @@ def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> St
         database=DatabaseConfig(
             instance_class=v["dbInstanceClass"],
             engine_version=v["dbEngineVersion"],
+            auto_minor_version_upgrade=v["dbAutoMinorVersionUpgrade"],
             allocated_storage_gb=v["dbAllocatedStorageGb"],
             max_allocated_storage_gb=v["dbMaxAllocatedStorageGb"],
             name=v["dbName"],
@@ -699,6 +1060,8 @@ def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> St
             multi_az=v["dbMultiAz"],
             deletion_protection=prod if deletion_protection is None else deletion_protection,
             backup_retention_days=v["dbBackupRetentionDays"],
+            performance_insights=prod if performance_insights is None else performance_insights,
+            performance_insights_retention_days=v["dbPerformanceInsightsRetentionDays"],
             existing_instance_id=v["existingDbInstanceId"],
             proxy_max_connections_percent=v["proxyMaxConnectionsPercent"],
             proxy_max_idle_connections_percent=v["proxyMaxIdleConnectionsPercent"],
@@ -757,7 +1120,7 @@ def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> St
             trigger_jobs_per_day=v["triggerJobsPerDay"],
             trigger_sustained_days=v["triggerSustainedDays"],
             trigger_latency_seconds=v["triggerLatencySeconds"],
-            trigger_latency_percentile=v["triggerLatencyPercentile"],
+            trigger_latency_breach_percent=v["triggerLatencyBreachPercent"],
         ),
     )
 
@@ -769,7 +1132,8 @@ def load() -> StackConfig:
 
     # Every key of the stack with its namespace: the engine's environment, then explicit settings.
     raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return parse(raw, stack=pulumi.get_stack(), project=pulumi.get_project())
+    stack = pulumi.get_stack()
+    return parse(raw, stack=stack, project=pulumi.get_project(), source=f"Pulumi.{stack}.yaml")
 
 
 def markdown_table() -> str:

@@ -27,6 +27,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra import config as config_module
 from infra.mocks import PlanMocks
+from infra.replacement import Replacement, replacement
 from jobstream.contract.names import PROJECT
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -200,6 +201,41 @@ def available_stacks(directory: Path) -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    one silently, so the first value of a duplicated config key would be ignored)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)  # pyright: ignore[reportUnknownMemberType]
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found key {key!r} a second time (first on line {first}); each key may be "
+                    "given once",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(path: Path) -> Any:
+    """The stack file's document; a syntax error or a duplicated key is a ``PlanError`` that
+    names the file and the line (no traceback)."""
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        what = " ".join(p for p in (error.context, error.problem) if p)
+        raise PlanError(f"{path.name}: {where}: {what}") from None
+    except yaml.YAMLError as error:
+        raise PlanError(f"{path.name}: not valid YAML: {error}") from None
+
+
 def read_stack_config(stack: str, directory: Path | None = None) -> dict[str, str]:
     """Flatten ``Pulumi.<stack>.yaml`` into the strings the engine hands a program."""
     directory = directory or project_dir()
@@ -207,9 +243,14 @@ def read_stack_config(stack: str, directory: Path | None = None) -> dict[str, st
     if not path.is_file():
         stacks = ", ".join(available_stacks(directory)) or "none"
         raise PlanError(f"no stack {stack!r}: {path.name} does not exist (stacks: {stacks})")
-    document = yaml.safe_load(path.read_text()) or {}
+    document = _load_yaml(path) or {}
+    if not isinstance(document, Mapping):
+        raise PlanError(f"{path.name}: must be a mapping with a 'config' key")
+    config = document.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise PlanError(f"{path.name}: 'config' must be a mapping of NAMESPACE:KEY to values")
     raw: dict[str, str] = {}
-    for key, value in (document.get("config") or {}).items():
+    for key, value in config.items():
         if isinstance(value, Mapping) and "secure" in value:
             raise PlanError(f"{path.name}: {key} is a secret; the offline plan cannot decrypt it")
         raw[str(key)] = _config_string(value)
@@ -238,7 +279,8 @@ def run_plan(
     if phase is not None:
         raw[f"{config_module.NAMESPACE}:phase"] = str(phase)
     raw.update(overrides or {})
-    cfg = config_module.parse(raw, stack=stack, project=PROJECT)
+    source = f"Pulumi.{stack}.yaml" + (" with --set overrides" if overrides else "")
+    cfg = config_module.parse(raw, stack=stack, project=PROJECT, source=source)
 
     from infra.stack import build  # the program itself; imported here to keep startup light
 
@@ -284,6 +326,8 @@ class Change:
     urn: str
     type: str
     keys: Mapping[str, tuple[Any, Any]]
+    replacement: Replacement | None = None
+    """Set when the change replaces a stateful resource (infra/replacement.py): a blocker."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +350,7 @@ class PlanDiff:
                     "urn": c.urn,
                     "type": c.type,
                     "keys": {k: {"old": o, "new": n} for k, (o, n) in c.keys.items()},
+                    "replacement": c.replacement.to_json() if c.replacement else None,
                 }
                 for c in self.changed
             ],
@@ -322,7 +367,8 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
     for urn in before.keys() & after.keys():
         keys = _changed_keys(before[urn], after[urn])
         if keys:
-            changed.append(Change(urn, after[urn].type, keys))
+            replaces = replacement(after[urn].type, before[urn].inputs, after[urn].inputs)
+            changed.append(Change(urn, after[urn].type, keys, replaces))
         else:
             unchanged += 1
     changed.sort(key=lambda c: c.urn)

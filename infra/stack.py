@@ -130,6 +130,9 @@ def _database(ctx: Context, network: Network) -> Database:
             subnet_ids=network.private_subnet_ids,
             instance_class=db.instance_class,
             engine_version=db.engine_version,
+            auto_minor_version_upgrade=db.auto_minor_version_upgrade,
+            performance_insights=db.performance_insights,
+            performance_insights_retention_days=db.performance_insights_retention_days,
             allocated_storage_gb=db.allocated_storage_gb,
             max_allocated_storage_gb=db.max_allocated_storage_gb,
             db_name=db.name,
@@ -301,7 +304,9 @@ def _consumer_service(
             desired_count=c.desired_count,
             min_count=c.min_count,
             max_count=c.max_count,
-            # MSK publishes consumer lag for provisioned clusters only.
+            # Lag scaling reads SumOffsetLag as one data point per group and topic, which is how
+            # provisioned clusters publish it; serverless publishes it per partition (to be
+            # summed), which this policy does not do, so serverless scales on CPU.
             scaling_metric=(
                 ScalingMetric.CONSUMER_LAG
                 if cfg.kafka.mode is KafkaMode.PROVISIONED
@@ -407,7 +412,7 @@ def _monitoring(ctx: Context) -> Monitoring:
                 jobs_per_day=mon.trigger_jobs_per_day,
                 sustained_days=mon.trigger_sustained_days,
                 latency_seconds=mon.trigger_latency_seconds,
-                latency_percentile=mon.trigger_latency_percentile,
+                latency_breach_percent=mon.trigger_latency_breach_percent,
             )
             if has(ResourceGroup.JOB_QUEUE)
             else None,
@@ -432,6 +437,8 @@ def _monitoring(ctx: Context) -> Monitoring:
                 consumer_group=k.consumer_group,
                 topic=k.topic_name,
                 lag_threshold=mon.consumer_lag_threshold,
+                ecs_cluster_name=names.ecs_cluster,
+                ecs_service_name=names.ecs_service,
             )
             if has(ResourceGroup.CONSUMER_SERVICE)
             else None,

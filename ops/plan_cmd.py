@@ -142,8 +142,17 @@ def _print_diff(plan: Plan, diff: PlanDiff) -> None:
         console.print(f"[red]- {_short(r.urn)}[/]{note}", highlight=False)
     for change in diff.changed:
         console.print(f"[yellow]~ {_short(change.urn)}[/]", highlight=False)
+        if change.replacement is not None:
+            console.print(f"    [bold red]{change.replacement.marker}[/]", highlight=False)
         for key, (old, new) in change.keys.items():
             console.print(f"    {key}: {_brief(old)} -> {_brief(new)}", highlight=False)
+    blockers = [c for c in diff.changed if c.replacement is not None]
+    if blockers:
+        console.print(
+            f"[bold red]{len(blockers)} blocker(s): a stateful resource would be replaced; "
+            "see docs/database-batch.md before `pulumi up`[/]",
+            highlight=False,
+        )
 
 
 def _brief(value: Any) -> str:

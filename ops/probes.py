@@ -69,7 +69,7 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 def open_stack(args: argparse.Namespace) -> StackContext:
     """Read the stack's config (exit 2 when it is missing or invalid) and open a session."""
     raw = read_stack_config(args.stack)
-    cfg = config_module.parse(raw, stack=args.stack)
+    cfg = config_module.parse(raw, stack=args.stack, source=f"Pulumi.{args.stack}.yaml")
     region = args.region or cfg.region
     return StackContext(cfg=cfg, names=Names(args.stack), aws=Aws(region, args.profile))
 

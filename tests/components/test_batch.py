@@ -276,7 +276,7 @@ def test_pipe_submits_the_job_definition_with_the_message_body(dev: Plan) -> Non
     pipe = dev.one(PIPE, "batch-pipe")
     assert pipe.inputs["target"] == JOB_QUEUE_ARN
     job = pipe.inputs["targetParameters"]["batchJobParameters"]
-    assert job["jobDefinition"] == JOB_DEFINITION_ARN
+    assert job["jobDefinition"] == dev.one(JOB_DEFINITION, "batch-ml").inputs["name"]
     env = {e["name"]: e["value"] for e in job["containerOverrides"]["environments"]}
     assert env["JOBSTREAM_JOB_MESSAGE"] == "$.body"
     assert "retryStrategy" not in job, "a pipe retry strategy would replace evaluateOnExit"
@@ -381,3 +381,25 @@ def test_ecr_repository_arn_is_derived_only_for_private_ecr_images() -> None:
     ) == ("arn:aws:ecr:eu-west-1:123456789012:repository/team/ml")
     assert ecr_repository_arn("public.ecr.aws/acme/ml:1") is None
     assert ecr_repository_arn("ghcr.io/acme/ml:1") is None
+
+
+def test_pipe_names_the_job_definition_without_a_revision(dev: Plan) -> None:
+    """Issue 12 defect 4. The job definition's ``arn`` ends in ``:<revision>``; a new image
+    registers a new revision and, with ``deregister_on_new_revision`` (default true,
+    terraform-provider-aws batch_job_definition docs), deregisters the one a pinned pipe
+    submits. EventBridge Pipes PipeTargetBatchJobParameters JobDefinition: "This value can be
+    one of name, name:revision, or the ARN ... If name is specified without a revision then
+    the latest active revision is used." The pipe role's SubmitJob resource stays
+    ``job-definition/<name>:*`` (the request ARN carries the revision)."""
+    pipe = dev.one(PIPE, "batch-pipe")
+    reference = pipe.inputs["targetParameters"]["batchJobParameters"]["jobDefinition"]
+    assert reference == "jobstream-dev-ml", f"{pipe.urn}: submits {reference!r}"
+    assert ":" not in reference, f"{pipe.urn}: {reference!r} pins a revision"
+    submit = {
+        s["Sid"]: s
+        for s in json.loads(dev.one(ROLE_POLICY, "batch-pipe").inputs["policy"])["Statement"]
+    }["SubmitBatchJob"]
+    assert (
+        "arn:aws:batch:us-east-1:123456789012:job-definition/jobstream-dev-ml:*"
+        in submit["Resource"]
+    )

@@ -201,8 +201,13 @@ def test_ecr_repository_arn_understands_ecr_references_only() -> None:
     assert ecr_repository_arn("ghcr.io/acme/ml:1.0") is None
 
 
-def tracking(plan: Plan) -> dict[str, Any]:
-    return one_child(plan, SCALING_POLICY).inputs["targetTrackingScalingPolicyConfiguration"]
+def scaling_policies(plan: Plan) -> dict[str, PlannedResource]:
+    """The service's scaling policies by logical name."""
+    return {r.name: r for r in consumer_children(plan) if r.type == SCALING_POLICY}
+
+
+def tracking(plan: Plan, logical: str = "consumer-scaling") -> dict[str, Any]:
+    return scaling_policies(plan)[logical].inputs["targetTrackingScalingPolicyConfiguration"]
 
 
 def test_service_scales_between_the_configured_bounds(dev3: Plan) -> None:
@@ -236,10 +241,37 @@ def test_provisioned_cluster_scales_on_consumer_lag_per_task(dev3: Plan) -> None
 
 
 def test_serverless_cluster_scales_on_cpu() -> None:
-    plan = run_plan("dev", phase=3, overrides={"jobstream:kafkaMode": "serverless"})
+    plan = run_plan(
+        "dev", phase=3, overrides={"jobstream:kafkaMode": "serverless", "jobstream:kafka": "kafka"}
+    )
     spec = tracking(plan)
     assert spec["predefinedMetricSpecification"] == {
         "predefinedMetricType": "ECSServiceAverageCPUUtilization"
     }
     assert spec["targetValue"] == plan.config.consumer.cpu_target_percent
     assert "customizedMetricSpecification" not in spec
+
+
+def test_lag_scaling_has_a_cpu_target_tracking_backstop(dev3: Plan) -> None:
+    """Issue 12 defect 7. "Consumer lag metrics are emitted only if a consumer group is in a
+    STABLE or EMPTY state" (Amazon MSK Developer Guide, consumer lag): during a rebalance the
+    lag policy has no data. A second target-tracking policy on CPU keeps scaling out (with
+    several policies Application Auto Scaling scales out if any asks, in only if all agree)."""
+    policies = scaling_policies(dev3)
+    assert set(policies) == {"consumer-scaling", "consumer-scaling-cpu"}, sorted(policies)
+    cpu = policies["consumer-scaling-cpu"]
+    spec = cpu.inputs["targetTrackingScalingPolicyConfiguration"]
+    assert spec["predefinedMetricSpecification"] == {
+        "predefinedMetricType": "ECSServiceAverageCPUUtilization"
+    }, cpu.urn
+    assert spec["targetValue"] == dev3.config.consumer.cpu_target_percent, cpu.urn
+    lag = policies["consumer-scaling"]
+    assert cpu.inputs["resourceId"] == lag.inputs["resourceId"], cpu.urn
+    assert cpu.inputs["name"] != lag.inputs["name"], cpu.urn
+
+
+def test_serverless_cluster_has_the_cpu_policy_only() -> None:
+    plan = run_plan(
+        "dev", phase=3, overrides={"jobstream:kafkaMode": "serverless", "jobstream:kafka": "kafka"}
+    )
+    assert set(scaling_policies(plan)) == {"consumer-scaling"}

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from components.database import final_snapshot_keepers
 from infra.mocks import PlanMocks
 from infra.plan import Plan, PlanSet, run_plan
+from infra.replacement import RDS_INSTANCE, REPLACING_INPUTS
 from jobstream.contract.phases import PHASES
 from tests.components.conftest import (
     EGRESS,
@@ -130,7 +132,7 @@ def test_prod_is_multi_az_with_deletion_protection_and_a_final_snapshot(plans: P
     assert db.inputs["multiAz"] is True, db.urn
     assert db.inputs["deletionProtection"] is True, db.urn
     assert db.inputs["skipFinalSnapshot"] is False, db.urn
-    assert db.inputs["finalSnapshotIdentifier"] == "jobstream-prod-db-final", db.urn
+    assert db.inputs["finalSnapshotIdentifier"].startswith("jobstream-prod-db-final-"), db.urn
     assert db.inputs["backupRetentionPeriod"] == 14, db.urn
 
 
@@ -526,3 +528,108 @@ def test_existing_instance_app_user_secret_uses_the_master_secrets_key(existing:
 def test_app_user_must_differ_from_the_master_user() -> None:
     with pytest.raises(ValueError, match=r"dbAppUsername 'jobstream_admin' is the master user"):
         run_plan("dev", phase=1, overrides={"jobstream:dbAppUsername": "jobstream_admin"})
+
+
+# ---- issue 12: engine version, log groups, final snapshot, Performance Insights ------------------
+
+RANDOM_ID = "random:index/randomId:RandomId"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+
+
+def test_engine_version_is_the_major_with_auto_minor_upgrades(dev: Plan) -> None:
+    """Issue 12 defect 2. With auto minor upgrades on, a pinned minor ("16.4") plans a
+    downgrade after RDS upgrades the instance. The provider docs: "If
+    auto_minor_version_upgrade is enabled, you can provide a prefix of the version such as 8.0
+    (for 8.0.36). The actual engine version used is returned in the attribute
+    engine_version_actual"; compareActualEngineVersion keeps "16" when RDS runs 16.x."""
+    db = dev.one(INSTANCE, "database")
+    assert (db.inputs["engineVersion"], db.inputs["autoMinorVersionUpgrade"]) == ("16", True), (
+        f"{db.urn}: a minor pin with auto minor upgrades on plans a downgrade"
+    )
+    assert dev.one(PARAMETER_GROUP).inputs["family"] == "postgres16"
+
+
+def test_auto_minor_upgrade_follows_config_and_then_allows_a_minor_pin() -> None:
+    plan = run_plan(
+        "dev",
+        phase=1,
+        overrides={
+            "jobstream:dbAutoMinorVersionUpgrade": "false",
+            "jobstream:dbEngineVersion": "16.11",
+        },
+    )
+    db = plan.one(INSTANCE, "database")
+    assert (db.inputs["engineVersion"], db.inputs["autoMinorVersionUpgrade"]) == ("16.11", False)
+
+
+def test_instance_depends_on_its_log_groups(dev: Plan) -> None:
+    """Issue 12 defect 9. RDS creates /aws/rds/instance/<id>/<log> itself, without retention,
+    when the export starts before the group exists (terraform-provider-aws #5348, AWS Support:
+    "RDS by default creates the log group with NO retention period"): the instance must depend
+    on the groups this stack creates."""
+    db = dev.one(INSTANCE, "database")
+    groups = [
+        r for r in dev.of_type(LOG_GROUP) if r.inputs["name"].startswith("/aws/rds/instance/")
+    ]
+    assert len(groups) == len(db.inputs["enabledCloudwatchLogsExports"]) == 2
+    missing = [g.urn for g in groups if g.urn not in db.dependencies]
+    assert missing == [], f"{db.urn} does not depend on {missing}"
+
+
+def test_final_snapshot_name_has_a_suffix_pulumi_keeps(plans: PlanSet) -> None:
+    """Issue 12 defect 9. A fixed final_snapshot_identifier fails the second deletion of an
+    instance with the same identifier ("DBSnapshotAlreadyExists: Cannot create the snapshot
+    because a snapshot with the identifier test-dev-final-snapshot already exists",
+    terraform-aws-modules/terraform-aws-rds #82, whose review advises a random_id)."""
+    plan = plans.get("prod", 1)
+    db = plan.one(INSTANCE, "database")
+    suffix = plan.one(RANDOM_ID, "database-final-snapshot")
+    assert suffix.urn in db.dependencies, f"{db.urn} does not use {suffix.urn}"
+    name = db.inputs["finalSnapshotIdentifier"]
+    assert re.fullmatch(r"jobstream-prod-db-final-[0-9a-f]{8}", name), f"{db.urn}: {name!r}"
+    # The snapshot identifier rules: a letter first, no '--', no trailing '-', <= 255.
+    assert "--" not in name and not name.endswith("-") and len(name) <= 255
+
+
+def test_final_snapshot_suffix_is_renewed_by_every_change_that_replaces_the_instance(
+    plans: PlanSet,
+) -> None:
+    """Each incarnation of the instance gets its own snapshot name: the RandomId's keepers
+    (a change replaces it) are the identifier and every replacing input the component sets."""
+    plan = plans.get("prod", 1)
+    db = plan.one(INSTANCE, "database")
+    keepers = plan.one(RANDOM_ID, "database-final-snapshot").inputs["keepers"]
+    replacing_set = {k for k in REPLACING_INPUTS[RDS_INSTANCE].always if k in db.inputs}
+    assert replacing_set, "the instance sets no replacing input?"
+    assert replacing_set <= set(keepers), (
+        f"{db.urn}: replacing inputs {sorted(replacing_set - set(keepers))} do not renew the "
+        "final snapshot's suffix"
+    )
+    assert keepers["identifier"] == db.inputs["identifier"]
+    assert set(final_snapshot_keepers("x", "d", "u", "k")) == set(keepers)
+
+
+def test_dev_takes_no_final_snapshot_and_has_no_suffix(dev: Plan) -> None:
+    db = dev.one(INSTANCE, "database")
+    assert db.inputs["skipFinalSnapshot"] is True and "finalSnapshotIdentifier" not in db.inputs
+    assert dev.of_type(RANDOM_ID) == []
+
+
+def test_prod_has_performance_insights_on_the_free_retention(plans: PlanSet) -> None:
+    """Issue 12 defect 9. Performance Insights retention: "Valid values are 7, 731 (2 years)
+    or a multiple of 31 ... Defaults to '7'" (7 days is the free tier); encrypted with the
+    database's own key. The RDS Database Insights engine table lists no instance-class
+    restriction for RDS for PostgreSQL."""
+    plan = plans.get("prod", 1)
+    db = plan.one(INSTANCE, "database")
+    key = plan.one(KMS_KEY, "database-key")
+    assert db.inputs["performanceInsightsEnabled"] is True, db.urn
+    assert db.inputs["performanceInsightsRetentionPeriod"] == 7, db.urn
+    assert db.inputs["performanceInsightsKmsKeyId"] == db.inputs["kmsKeyId"], db.urn
+    assert key.urn in db.dependencies
+
+
+def test_dev_leaves_performance_insights_off(dev: Plan) -> None:
+    db = dev.one(INSTANCE, "database")
+    assert db.inputs["performanceInsightsEnabled"] is False, db.urn
+    assert "performanceInsightsRetentionPeriod" not in db.inputs, db.urn

@@ -10,7 +10,9 @@ import pytest
 from components.monitoring import (
     CLOUDWATCH_MAX_EVALUATION_SECONDS,
     DAY_SECONDS,
+    KafkaMonitoring,
     MigrationTriggers,
+    kafka_alarms,
     trigger_alarms,
 )
 from infra.config import ConfigError
@@ -126,7 +128,11 @@ def test_phase_2_adds_the_msk_alarms_one_set_per_broker(plans: PlanSet) -> None:
 
 def test_prod_phase_3_adds_msk_lag_and_ecs_alarms(plans: PlanSet) -> None:
     added = set(alarms(plans.get("prod", 3))) - set(alarms(plans.get("prod", 1)))
-    assert added == MSK_ALARMS | {"kafka-consumer-lag", "ecs-running-below-desired"}
+    assert added == MSK_ALARMS | {
+        "kafka-consumer-lag",
+        "kafka-consumer-lag-missing",
+        "ecs-running-below-desired",
+    }
 
 
 def test_phase_5_drops_the_sqs_pipe_trigger_alarms_and_the_batch_rule(plans: PlanSet) -> None:
@@ -257,18 +263,35 @@ def test_jobs_per_day_trigger_is_daily_metric_math_sustained_for_n_days(plans: P
     assert "MIGRATION TRIGGER (volume)" in trigger.inputs["alarmDescription"]
 
 
-def test_latency_trigger_uses_the_configured_percentile_of_the_oldest_message_age(
+def test_latency_trigger_uses_a_statistic_sqs_publishes_for_the_oldest_message_age(
     plans: PlanSet,
 ) -> None:
+    """Issue 12 defect 5. CloudWatch computes percentiles from raw data points only
+    (GetMetricStatistics: "CloudWatch needs raw data points to calculate percentile
+    statistics"), and the SQS developer guide lists Average, Minimum, Maximum, Sum and
+    SampleCount as the valid statistics of ApproximateAgeOfOldestMessage: a p99 alarm sits in
+    INSUFFICIENT_DATA. The trigger watches the 5-minute Maximum."""
     plan = plans.get("prod", 1)
     mon = plan.config.monitoring
-    trigger = alarms(plan)["trigger-latency"].inputs
-    assert (trigger["metricName"], trigger["extendedStatistic"]) == (
-        "ApproximateAgeOfOldestMessage", mon.trigger_latency_percentile,
-    )  # fmt: skip
-    assert trigger["threshold"] == mon.trigger_latency_seconds
-    assert "statistic" not in trigger
-    assert "MIGRATION TRIGGER (latency)" in trigger["alarmDescription"]
+    trigger = alarms(plan)["trigger-latency"]
+    inputs = trigger.inputs
+    assert (inputs["metricName"], inputs.get("statistic")) == (
+        "ApproximateAgeOfOldestMessage", "Maximum",
+    ), f"{trigger.urn}: the latency trigger must use the Maximum statistic"  # fmt: skip
+    assert "extendedStatistic" not in inputs, f"{trigger.urn}: no percentile of this metric"
+    assert inputs["threshold"] == mon.trigger_latency_seconds
+    assert "MIGRATION TRIGGER (latency)" in inputs["alarmDescription"]
+
+
+def test_latency_trigger_counts_breaching_5_minute_periods_over_one_day(plans: PlanSet) -> None:
+    """The old p99-of-a-day meaning, kept with a statistic that exists: fire when at least
+    triggerLatencyBreachPercent (1 %) of the day's 288 five-minute maxima breach (3 of 288).
+    PutMetricAlarm: periods under an hour may be evaluated over one day at most."""
+    trigger = alarms(plans.get("prod", 1))["trigger-latency"]
+    inputs = trigger.inputs
+    assert (inputs["period"], inputs["evaluationPeriods"]) == (300, 288), trigger.urn
+    assert inputs["period"] * inputs["evaluationPeriods"] <= DAY_SECONDS, trigger.urn
+    assert inputs["datapointsToAlarm"] == 3, trigger.urn
 
 
 def test_trigger_settings_from_config_reach_the_alarms() -> None:
@@ -279,13 +302,13 @@ def test_trigger_settings_from_config_reach_the_alarms() -> None:
             "jobstream:triggerJobsPerDay": "5000",
             "jobstream:triggerSustainedDays": "3",
             "jobstream:triggerLatencySeconds": "2.5",
-            "jobstream:triggerLatencyPercentile": "p90",
+            "jobstream:triggerLatencyBreachPercent": "10",
         },
     )
     found = alarms(plan)
     volume, latency = found["trigger-jobs-per-day"].inputs, found["trigger-latency"].inputs
     assert (volume["threshold"], volume["evaluationPeriods"]) == (5000, 3)
-    assert (latency["threshold"], latency["extendedStatistic"]) == (2.5, "p90")
+    assert (latency["threshold"], latency["datapointsToAlarm"]) == (2.5, 29)  # ceil(28.8)
 
 
 def test_trigger_alarms_do_not_send_ok_notifications(plans: PlanSet) -> None:
@@ -300,7 +323,58 @@ def test_more_sustained_days_than_cloudwatch_evaluates_are_refused() -> None:
     assert error.value.keys == ["triggerSustainedDays"]
     too_long = CLOUDWATCH_MAX_EVALUATION_SECONDS // DAY_SECONDS + 1
     with pytest.raises(ValueError, match="at most 7 daily periods"):
-        trigger_alarms(MigrationTriggers("q", 1, too_long, 1.0, "p99"))
+        trigger_alarms(MigrationTriggers("q", 1, too_long, 1.0, 1.0))
+
+
+def test_the_old_percentile_key_is_refused_with_a_pointer_to_the_new_one() -> None:
+    with pytest.raises(ConfigError, match="did you mean") as error:
+        run_plan("prod", phase=1, overrides={"jobstream:triggerLatencyPercentile": "p99"})
+    assert error.value.keys == ["triggerLatencyPercentile"]
+
+
+# ---- what each MSK mode publishes ------------------------------------------------------------
+
+
+def test_serverless_cluster_gets_no_broker_or_controller_alarms() -> None:
+    """Issue 12 defect 6. The MSK serverless metrics table (Amazon MSK Developer Guide,
+    'Monitor serverless clusters') lists per-topic and consumer-lag metrics only: no
+    ActiveControllerCount, OfflinePartitionsCount or broker metrics, and
+    ABS(FILL(ActiveControllerCount, 0) - 1) would sit in ALARM."""
+    plan = run_plan(
+        "prod", phase=3, overrides={"jobstream:kafkaMode": "serverless", "jobstream:kafka": "kafka"}
+    )
+    found = alarms(plan)
+    msk = {name: a.urn for name, a in found.items() if name.startswith("msk-")}
+    assert msk == {}, f"serverless cluster has provisioned-only alarms: {msk}"
+    assert "kafka-consumer-lag" in found  # serverless publishes SumOffsetLag
+
+
+def test_kafka_alarms_for_serverless_are_empty_and_for_provisioned_are_per_broker() -> None:
+    serverless = KafkaMonitoring("c", None, 60, 80)
+    provisioned = KafkaMonitoring("c", 2, 60, 80)
+    assert kafka_alarms(serverless) == []
+    slugs = {a.slug for a in kafka_alarms(provisioned)}
+    assert {"msk-active-controller", "msk-offline-partitions", "msk-broker-2-disk"} <= slugs
+
+
+def test_missing_lag_while_tasks_run_raises_an_alarm(plans: PlanSet) -> None:
+    """Issue 12 defect 7. "Consumer lag metrics are emitted only if a consumer group is in a
+    STABLE or EMPTY state" (Amazon MSK Developer Guide, consumer lag): in a rebalance lag
+    scaling is blind. The alarm is 1 while tasks run and no lag point exists."""
+    plan = plans.get("prod", 3)
+    alarm = alarms(plan)["kafka-consumer-lag-missing"]
+    queries = _queries(alarm)
+    assert queries["e0"]["expression"] == "IF(FILL(m1, 0) > 0 AND FILL(m0, -1) < 0, 1, 0)"
+    assert queries["m0"]["metric"]["metricName"] == "SumOffsetLag", alarm.urn
+    assert queries["m0"]["metric"]["dimensions"]["Consumer Group"] == (
+        plan.config.kafka.consumer_group
+    )
+    assert queries["m1"]["metric"]["metricName"] == "RunningTaskCount", alarm.urn
+    assert queries["m1"]["metric"]["dimensions"] == {
+        "ClusterName": PROD.ecs_cluster,
+        "ServiceName": PROD.ecs_service,
+    }
+    assert (alarm.inputs["threshold"], alarm.inputs["evaluationPeriods"]) == (0, 3), alarm.urn
 
 
 # ---- the dashboard --------------------------------------------------------------------------------

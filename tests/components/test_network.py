@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import pytest
 
@@ -173,3 +174,21 @@ def test_resources_are_tagged_by_the_provider_not_by_hand(plans: PlanSet) -> Non
         assert not {"Project", "Environment", "ManagedBy", "Phase"} & set(tags), (
             f"{r.urn} tags by hand: {tags}"
         )
+
+
+def test_flow_log_role_is_assumable_for_this_accounts_flow_logs_only(plans: PlanSet) -> None:
+    """Issue 12 defect 9. VPC User Guide, IAM role for publishing flow logs to CloudWatch Logs:
+    "We recommend that you use the aws:SourceAccount and aws:SourceArn condition keys to
+    protect yourself against the confused deputy problem" (flow log id unknown beforehand: a
+    wildcard)."""
+    plan = plans.get("dev", 1)
+    role = plan.one("aws:iam/role:Role", "network-flow-logs")
+    (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}, role.urn
+    condition = statement.get("Condition", {})
+    assert condition.get("StringEquals") == {"aws:SourceAccount": "123456789012"}, (
+        f"{role.urn}: trust policy lacks the aws:SourceAccount condition"
+    )
+    assert condition.get("ArnLike") == {
+        "aws:SourceArn": "arn:aws:ec2:us-east-1:123456789012:vpc-flow-log/*"
+    }, f"{role.urn}: trust policy lacks the aws:SourceArn condition"

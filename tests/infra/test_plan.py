@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,90 @@ def test_bad_config_fails_before_the_program_runs() -> None:
 def test_stack_file_values_become_engine_strings() -> None:
     raw = read_stack_config("prod")
     assert raw["jobstream:phase"] == "1" and raw["jobstream:dbMultiAz"] == "true"
+
+
+# ---- issue 12: the stack file reader -------------------------------------------------------------
+
+
+def _stack_file(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text("name: jobstream\nruntime: python\n")
+    (tmp_path / "Pulumi.qa.yaml").write_text(text)
+    return tmp_path
+
+
+def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path: Path) -> None:
+    directory = _stack_file(
+        tmp_path, "config:\n  aws:region: us-east-1\n  jobstream:phase: [3\n  jobstream:x: 1\n"
+    )
+    with pytest.raises(PlanError, match=r"^Pulumi\.qa\.yaml: line 4, column \d+: ") as caught:
+        read_stack_config("qa", directory)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_duplicated_key_is_refused_with_both_lines(tmp_path: Path) -> None:
+    """PyYAML's safe_load keeps the last of two equal keys silently."""
+    directory = _stack_file(
+        tmp_path, "config:\n  jobstream:phase: 3\n  aws:region: us-east-1\n  jobstream:phase: 1\n"
+    )
+    with pytest.raises(
+        PlanError,
+        match=r"Pulumi\.qa\.yaml: line 4, .*'jobstream:phase' a second time \(first on line 2\)",
+    ):
+        read_stack_config("qa", directory)
+
+
+def test_a_stack_file_without_a_config_mapping_is_a_plan_error(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match=r"Pulumi\.qa\.yaml: 'config' must be a mapping"):
+        read_stack_config("qa", _stack_file(tmp_path, "config: [1, 2]\n"))
+
+
+def test_a_config_mistake_is_refused_before_any_resource_is_registered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import infra.stack
+
+    def build(_cfg: object) -> None:
+        raise AssertionError("the program ran although the config was invalid")
+
+    monkeypatch.setattr(infra.stack, "build", build)
+    with pytest.raises(ConfigError) as caught:
+        run_plan("dev", overrides={"jobsteam:natStrategy": "per-az"})
+    assert caught.value.keys == ["jobsteam:natStrategy"]
+    assert caught.value.source == "Pulumi.dev.yaml with --set overrides"
+
+
+# ---- issue 12: replacements of stateful resources are blockers -----------------------------------
+
+
+def test_diff_flags_a_compute_environment_replacement_as_a_blocker() -> None:
+    """pulumi-aws #6233 / terraform-provider-aws #46925: replacing a compute environment fails
+    at the delete ("Cannot delete, found existing JobQueue relationship")."""
+    old = run_plan("dev", phase=1)
+    new = run_plan("dev", phase=1, overrides={"jobstream:computeType": "SPOT"})
+    (change,) = [c for c in diff_plans(old, new).changed if c.type.endswith("ComputeEnvironment")]
+    assert change.replacement is not None, f"{change.urn}: replacement not flagged"
+    assert change.replacement.blocker
+    assert "computeResources.allocationStrategy" in change.replacement.inputs
+    shown = diff_plans(old, new).to_json()["changed"]
+    (entry,) = [c for c in shown if c["urn"] == change.urn]
+    assert entry["replacement"]["blocker"] is True
+    assert "computeResources.allocationStrategy" in entry["replacement"]["inputs"]
+
+
+def test_diff_flags_an_msk_cluster_replacement_as_a_blocker() -> None:
+    old = run_plan("dev", phase=2)
+    new = run_plan(
+        "dev", phase=2, overrides={"jobstream:azCount": "3", "jobstream:kafkaBrokerCount": "3"}
+    )
+    changes = {c.type: c for c in diff_plans(old, new).changed}
+    cluster = changes["aws:msk/cluster:Cluster"]
+    assert cluster.replacement is not None, f"{cluster.urn}: a third subnet replaces the cluster"
+    assert "brokerNodeGroupInfo.clientSubnets" in cluster.replacement.inputs
+
+
+def test_an_in_place_change_of_a_stateful_resource_is_not_a_blocker() -> None:
+    old = run_plan("dev", phase=1)
+    new = run_plan("dev", phase=1, overrides={"jobstream:dbInstanceClass": "db.t4g.small"})
+    (change,) = [c for c in diff_plans(old, new).changed if c.type == "aws:rds/instance:Instance"]
+    assert change.replacement is None, f"{change.urn}: instanceClass is an in-place update"
+    assert diff_plans(old, new).to_json()["changed"][0]["replacement"] is None

@@ -8,6 +8,7 @@ Pulumi's auto-naming.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from jobstream.contract.routing import routing_parameter_name
@@ -102,3 +103,205 @@ class Names:
 
     def log_group(self, purpose: str) -> str:
         return f"/{PROJECT}/{self.stack}/{purpose}"
+
+
+# ---- what each service accepts ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """What one AWS service accepts as a name: a length limit and a pattern.
+
+    ``reserve`` counts characters that the service or the provider adds to the derived name
+    (the 26-character unique suffix of a ``name_prefix``, the longest suffix this program
+    appends), so the limit applies to what AWS finally sees."""
+
+    service: str
+    max_length: int
+    pattern: str
+    allowed: str
+    """The pattern in words, for the error message."""
+    source: str
+    reserve: int = 0
+
+    def problem(self, value: str) -> str | None:
+        """Why ``value`` breaks the rule (None when it does not)."""
+        if len(value) + self.reserve > self.max_length:
+            extra = f" + {self.reserve} added by AWS/this program" if self.reserve else ""
+            return (
+                f"{len(value)} characters{extra}, more than the {self.max_length} that "
+                f"{self.service} allows"
+            )
+        if not re.fullmatch(self.pattern, value):
+            return f"{self.service} allows only {self.allowed}"
+        return None
+
+
+PROVIDER_UNIQUE_SUFFIX = 26
+"""terraform-provider-aws ``id.UniqueIDSuffixLength``: what a ``name_prefix`` gets appended."""
+LONGEST_ALARM_SLUG = 40
+"""Room kept after ``alarm_prefix`` for the alarm slugs (the longest is under 40)."""
+
+_RDS_IDENTIFIER = r"[A-Za-z](?!.*--)[A-Za-z0-9-]*(?<!-)"
+_SQS = NameRule(
+    "SQS (queue name)",
+    80,
+    r"[A-Za-z0-9_-]+",
+    "letters, digits, hyphens and underscores",
+    "SQS CreateQueue QueueName: up to 80 characters, alphanumeric, hyphens and underscores",
+)
+_BATCH = NameRule(
+    "AWS Batch",
+    128,
+    r"[A-Za-z0-9_-]+",
+    "letters, digits, hyphens and underscores",
+    "AWS Batch CreateJobQueue / RegisterJobDefinition / CreateComputeEnvironment: up to 128 "
+    "letters, numbers, hyphens and underscores",
+)
+_EVENTBRIDGE_RULE = NameRule(
+    "EventBridge (rule name)",
+    64,
+    r"[.\-_A-Za-z0-9]+",
+    "letters, digits, '.', '-' and '_'",
+    "EventBridge PutRule Name: 1 to 64 characters, [\\.\\-_A-Za-z0-9]+",
+)
+
+NAME_RULES: dict[str, NameRule] = {
+    "routing_parameter": NameRule(
+        "SSM Parameter Store",
+        1011,
+        r"/[A-Za-z0-9_.\-/]+",
+        "letters, digits, '_', '.', '-' and '/'",
+        "SSM PutParameter Name: a-zA-Z0-9_.- and '/', not prefixed aws/ssm, 2048 characters "
+        "including 1037 reserved for the ARN",
+    ),
+    "job_queue": _SQS,
+    "dead_letter_queue": _SQS,
+    "failed_jobs_queue": _SQS,
+    "failed_jobs_rule": _EVENTBRIDGE_RULE,
+    "batch_job_queue": _BATCH,
+    "batch_compute_environment_prefix": NameRule(
+        _BATCH.service,
+        _BATCH.max_length,
+        _BATCH.pattern,
+        _BATCH.allowed,
+        _BATCH.source + "; the provider appends a 26-character unique suffix to name_prefix",
+        reserve=PROVIDER_UNIQUE_SUFFIX,
+    ),
+    "batch_job_definition": _BATCH,
+    "pipe": NameRule(
+        "EventBridge Pipes",
+        64,
+        r"[.\-_A-Za-z0-9]+",
+        "letters, digits, '.', '-' and '_'",
+        "EventBridge Pipes API Pipe Name: length 1..64, pattern [\\.\\-_A-Za-z0-9]+",
+    ),
+    "ecs_cluster": NameRule(
+        "Amazon ECS (cluster name)",
+        255,
+        r"[A-Za-z0-9_-]+",
+        "letters, digits, hyphens and underscores",
+        "ECS CreateCluster clusterName: up to 255 letters, numbers, hyphens and underscores",
+    ),
+    "ecs_service": NameRule(
+        "Amazon ECS (service name, task definition family)",
+        255,
+        r"[A-Za-z0-9_-]+",
+        "letters, digits, hyphens and underscores",
+        "ECS CreateService serviceName / RegisterTaskDefinition family: up to 255 letters, "
+        "numbers, hyphens and underscores",
+    ),
+    "db_instance": NameRule(
+        "Amazon RDS (DB instance identifier)",
+        63,
+        _RDS_IDENTIFIER,
+        "letters, digits and hyphens, starting with a letter, no '--', not ending with '-'",
+        "RDS CreateDBInstance DBInstanceIdentifier: 1 to 63 letters, numbers or hyphens; first "
+        "character a letter; can't end with a hyphen or contain two consecutive hyphens",
+    ),
+    "db_proxy": NameRule(
+        "Amazon RDS Proxy (proxy name)",
+        63,
+        _RDS_IDENTIFIER,
+        "letters, digits and hyphens, starting with a letter, no '--', not ending with '-'",
+        "RDS CreateDBProxy DBProxyName: begins with a letter, ASCII letters, digits and hyphens, "
+        "no trailing or double hyphen (the 63-character limit is the provider's identifier "
+        "validation, unverified against the API reference)",
+    ),
+    "kafka_cluster": NameRule(
+        "Amazon MSK (cluster name)",
+        64 - len("-config"),
+        r"[A-Za-z0-9][A-Za-z0-9-]*",
+        "letters, digits and hyphens, starting with a letter or digit",
+        "terraform-provider-aws aws_msk_cluster cluster_name: StringLenBetween(1, 64); the "
+        "cluster configuration is named <cluster>-config, so 7 characters are kept for it",
+    ),
+    "producer_policy": NameRule(
+        "IAM (managed policy name)",
+        128,
+        r"[\w+=,.@-]+",
+        "letters, digits and +=,.@_-",
+        "IAM CreatePolicy PolicyName: up to 128 characters, [\\w+=,.@-]+",
+    ),
+    "alert_topic": NameRule(
+        "Amazon SNS (topic name)",
+        256,
+        r"[A-Za-z0-9_-]+",
+        "letters, digits, hyphens and underscores",
+        "SNS CreateTopic Name: up to 256 characters, alphanumeric, hyphens and underscores",
+    ),
+    "alarm_prefix": NameRule(
+        "EventBridge (rule name <alarm prefix>batch-job-failed)",
+        64 - len("batch-job-failed"),
+        r"[.\-_A-Za-z0-9]+",
+        "letters, digits, '.', '-' and '_'",
+        _EVENTBRIDGE_RULE.source + "; the monitoring rule is <alarm prefix>batch-job-failed "
+        f"and alarm names (255) keep {LONGEST_ALARM_SLUG} characters for their slug",
+    ),
+    "dashboard": NameRule(
+        "CloudWatch (dashboard name)",
+        255,
+        r"[A-Za-z0-9_-]+",
+        "letters, digits, hyphens and underscores",
+        "CloudWatch PutDashboard DashboardName: up to 255 characters, alphanumerics, '-' and '_'",
+    ),
+    "log_group": NameRule(
+        "CloudWatch Logs (log group name)",
+        512,
+        r"[.\-_/#A-Za-z0-9]+",
+        "letters, digits and '.', '-', '_', '/', '#'",
+        "CloudWatch Logs CreateLogGroup logGroupName: 1 to 512 characters, [\\.\\-_/#A-Za-z0-9]+",
+        reserve=len("sqs-to-batch-pipe") + 1,
+    ),
+}
+"""The rule for every name ``Names`` derives (a test requires one per property)."""
+
+
+def derived_names(names: Names) -> dict[str, str]:
+    """Every name the stack derives from its name, by ``NAME_RULES`` key."""
+    out: dict[str, str] = {}
+    for attribute in NAME_RULES:
+        out[attribute] = (
+            names.log_group("") if attribute == "log_group" else getattr(names, attribute)
+        )
+    return out
+
+
+def name_problems(stack: str) -> list[tuple[str, str, str]]:
+    """(name kind, derived value, why) for each derived name that its service would refuse."""
+    found: list[tuple[str, str, str]] = []
+    for attribute, value in derived_names(Names(stack)).items():
+        why = NAME_RULES[attribute].problem(value)
+        if why is not None:
+            found.append((attribute, value, why))
+    return found
+
+
+def longest_stack_name() -> int:
+    """The longest stack name whose derived names all fit their length limits."""
+    probe = Names("")
+    limits = []
+    for attribute, rule in NAME_RULES.items():
+        fixed = len(derived_names(probe)[attribute])
+        limits.append(rule.max_length - rule.reserve - fixed)
+    return min(limits)

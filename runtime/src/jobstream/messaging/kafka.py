@@ -2,30 +2,85 @@
 
 With ``kafka_auth == "iam"`` the client authenticates with SASL/OAUTHBEARER over TLS and
 obtains tokens from ``aws_msk_iam_sasl_signer.MSKAuthTokenProvider`` through ``oauth_cb``.
+
+Token refresh: librdkafka asks for a new token before the current one expires. Before
+confluent-kafka 2.13.0 that request was served only from ``poll()``, so an idle producer or an
+admin client stuck at CONNECT (confluent-kafka-python #1713, #1960); from 2.13.0 it runs on a
+background thread for the admin, producer and consumer clients ("Handle OAuth Token Refreshes
+using background thread", PR #2130, CHANGELOG v2.13.0), which is why the runtime requires it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from jobstream.contract.routing import KAFKA_AUTH_IAM, KAFKA_AUTH_NONE
 
 OAuthCallback = Callable[[Any], tuple[str, float]]
 
+CREDENTIAL_EXPIRY_MARGIN_SECONDS = 60.0
+"""A token ends this long before the credentials that signed it, so librdkafka re-authenticates
+with fresh ones while the old are still valid."""
 
-def msk_iam_oauth_cb(region: str) -> OAuthCallback:
+
+class NoCredentialsError(RuntimeError):
+    """No AWS credentials to sign an MSK IAM token with."""
+
+
+def _credential_expiry(credentials: Any) -> float | None:
+    """Seconds since the epoch at which refreshable credentials (a role's, the ECS task's)
+    expire; None for static ones. botocore keeps the expiry of ``RefreshableCredentials`` in
+    ``_expiry_time`` (an aware datetime) and has no public accessor for it."""
+    expiry = getattr(credentials, "_expiry_time", None)
+    return expiry.timestamp() if isinstance(expiry, datetime) else None
+
+
+def msk_iam_oauth_cb(
+    region: str,
+    *,
+    session_factory: Callable[[], Any] | None = None,
+    margin_seconds: float = CREDENTIAL_EXPIRY_MARGIN_SECONDS,
+) -> OAuthCallback:
     """An ``oauth_cb`` for librdkafka: returns ``(token, expiry in seconds since the epoch)``.
 
-    librdkafka calls it with the ``sasl.oauthbearer.config`` string (unused here) whenever
-    it needs a token. The signer returns the expiry in milliseconds.
+    librdkafka calls it with the ``sasl.oauthbearer.config`` string (unused here) whenever it
+    needs a token. The signer gives every token a fixed 900 s lifetime whatever the credentials'
+    own expiry (aws-msk-iam-sasl-signer-python #48), so a token signed with credentials that
+    expire sooner would outlive them: the expiry returned is the signer's, capped at the
+    credentials' expiry less ``margin_seconds``. The token is signed with the very credentials
+    whose expiry is read (a frozen copy), so a refresh in between cannot mismatch them.
+    ``session_factory`` makes the botocore session (tests pass fakes).
     """
 
     def callback(_config: Any) -> tuple[str, float]:
+        import botocore.session
         from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+        from botocore.credentials import CredentialProvider, Credentials
 
-        token, expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
-        return token, expiry_ms / 1000.0
+        session = (session_factory or botocore.session.Session)()
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise NoCredentialsError("no AWS credentials to sign the MSK IAM token with")
+        frozen = credentials.get_frozen_credentials()  # refreshes first when due
+        expires_at = _credential_expiry(credentials)
+
+        class _Frozen(CredentialProvider):
+            METHOD = "jobstream-frozen"
+
+            def load(self) -> Credentials:
+                # Empty values fail the signer's own check ("AWS Credentials can not be empty").
+                return Credentials(frozen.access_key or "", frozen.secret_key or "", frozen.token)
+
+        token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_credentials_provider(
+            region, _Frozen()
+        )
+        expiry = expiry_ms / 1000.0
+        if expires_at is not None:
+            expiry = min(expiry, max(expires_at - margin_seconds, time.time()))
+        return token, expiry
 
     return callback
 
