@@ -14,6 +14,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "ops.plan_cmd",
     "ops.status",
+    "ops.parked",
     "ops.preflight",
     "ops.triggers",
     "ops.cost",
