@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ops.plan_cmd",
     "ops.status",
     "ops.parked",
+    "ops.redrive",
     "ops.preflight",
     "ops.triggers",
     "ops.cost",

@@ -125,13 +125,16 @@ class RecoveryStack:
             QueueUrl=self.urls["failed-jobs"], MessageBody=json.dumps(event)
         )
 
-    def dead_letter(self, value: bytes, key: str | None, reason: str) -> None:
+    def dead_letter(
+        self, value: bytes, key: str | None, reason: str, *, partition: int | None = None
+    ) -> None:
         """What the Kafka consumer does with a message it cannot process."""
         from confluent_kafka import Producer
 
         producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all"})
         producer.produce(
             self.dead_letter_topic,
+            partition=-1 if partition is None else partition,  # -1: the partitioner decides
             key=key.encode() if key else None,
             value=value,
             headers={
