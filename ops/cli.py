@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ops.status",
     "ops.parked",
     "ops.redrive",
+    "ops.replay",
     "ops.preflight",
     "ops.triggers",
     "ops.cost",
