@@ -476,7 +476,14 @@ class SqsSource(Source):
                     if item.key not in remaining:
                         continue  # not in the confirmed plan: held, released at the end
                     plan.target.send(item)
-                    hold.delete(item.key)
+                    try:
+                        hold.delete(item.key)
+                    except BaseException:
+                        plan.notes.append(
+                            f"job {item.job_id} was copied to the {plan.target.title} but is still "
+                            "parked: a rerun copies it again (the ledger applies it once)"
+                        )
+                        raise
                     remaining.discard(item.key)
                     outcome.moved.append(item)
                     advance(1)
