@@ -85,6 +85,8 @@ MOVE_VISIBILITY_SECONDS = 300
 PROGRESS_FROM = 20
 """Moves of at least this many messages show a progress bar (on a terminal, without --json)."""
 MOVE_TASK_POLL_SECONDS = 1.0
+TABLE_ROWS = 50
+"""Jobs listed by name in the table (``--json`` lists them all)."""
 KAFKA_DELIVERY_TIMEOUT_SECONDS = 30.0
 
 EPILOG = exit_codes_epilog(
@@ -669,8 +671,10 @@ def _print(plan: Plan, outcome: Outcome, *, dry_run: bool) -> None:
     table = Table(title=f"redrive: {where} ({plan.method})", title_justify="left")
     for column in ("job id", "state", "reason parked", "why it stays"):
         table.add_column(column, overflow="fold")
-    for item in rows:
+    for item in rows[:TABLE_ROWS]:
         table.add_row(item.job_id or "-", verb, item.reason, "")
+    if len(rows) > TABLE_ROWS:
+        table.add_row(f"... {len(rows) - TABLE_ROWS} more", verb, "(--json lists every job)", "")
     for item, why in plan.left:
         job = item.job_id or (f"(Batch job {item.batch_job_id})" if item.batch_job_id else "-")
         table.add_row(job, f"[yellow]stays ({item.state.value})[/]", item.reason, why)

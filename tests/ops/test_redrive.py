@@ -3,6 +3,7 @@ the local Kafka broker (the worker applying them is in test_recovery_end_to_end.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 from collections import Counter
@@ -256,3 +257,27 @@ def test_a_job_id_selection_on_the_topic_says_what_a_later_redrive_moves_again(
     assert doc["moved_again_by_a_later_redrive"] == ["job-2"]
     rest = _redrive(run, "dead-letter-topic", "--yes").json()
     assert sorted(j["job_id"] for j in rest["moved"]) == ["job-1", "job-2"]
+
+
+class _Terminal(io.StringIO):
+    """An operator at a terminal who answers the confirmation with the given line."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "code", "left"), [("n\n", 1, 1), ("y\n", 0, 0)])
+def test_redrive_asks_before_moving_on_a_terminal(
+    sqs_places: RecoveryStack,
+    run: Run,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    code: int,
+    left: int,
+) -> None:
+    monkeypatch.setattr("sys.stdin", _Terminal(answer))
+    sqs_places.capture_failed_job(failed_job_event(envelope("job-1").to_json(), exit_code=70))
+    result = run("redrive", "--stack", STACK, "--source", "failed-jobs")
+    assert result.code == code, result.err
+    assert "Move 1 job(s) from the failed-jobs capture jobstream-dev-failed-jobs" in result.err
+    assert sqs_places.depth("failed-jobs") == left
