@@ -99,3 +99,24 @@ def test_the_recovery_commands_import_neither_pulumi_nor_the_stack_program() -> 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "", f"heavy modules imported: {done.stdout}"
+
+
+def test_the_runbook_names_the_alarms_that_call_for_each_recovery_command() -> None:
+    """The alarms the runbook sends the operator from exist under those names, and the runbook
+    and docs/operations.md say when to run every recovery command."""
+    from components.monitoring import BatchMonitoring, QueueMonitoring, batch_alarms, queue_alarms
+
+    alarms = {
+        a.slug
+        for a in queue_alarms(QueueMonitoring("q", "q-dlq", 1000, 900))
+        + batch_alarms(BatchMonitoring("jq", "failed", "rule"))
+    }
+    readme = (REPO / "README.md").read_text()
+    runbook = readme[readme.index("## Runbook") : readme.index("## What gets built")]
+    operations = (REPO / "docs" / "operations.md").read_text()
+    for alarm in ("sqs-dead-letters", "batch-failed-jobs"):
+        assert alarm in alarms, f"no alarm {alarm} in components/monitoring.py"
+        assert f"`{alarm}`" in runbook and f"`{alarm}`" in operations
+    for command in COMMANDS:
+        assert f"jobstream {command}" in runbook
+        assert f"`jobstream {command} --stack S" in operations
