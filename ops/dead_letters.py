@@ -18,7 +18,7 @@ Reading without consuming: SQS messages are received with a visibility timeout t
 outlast the scan (so one scan sees each message once) and are all made visible again
 (``ChangeMessageVisibility`` 0) the moment the scan ends, also on an error or Ctrl-C. The Kafka
 topic is read by a client assigned to its partitions (no group membership, no commit); it reads
-the committed offsets of the redrive group (``redrive_group``) only to tell what ``redrive``
+the committed offsets of the redrive group (``Names.redrive_group``) only to tell what ``redrive``
 has already copied back.
 """
 
@@ -386,11 +386,6 @@ class SqsHold:
 
 
 # ---- Kafka -------------------------------------------------------------------------------------
-
-
-def redrive_group(stack: str) -> str:
-    """The consumer group in which ``redrive`` keeps its progress on the dead-letter topic."""
-    return f"jobstream-{stack}-redrive"
 
 
 def kafka_client_config(routing: Routing, region: str, group: str) -> dict[str, Any]:

@@ -33,7 +33,6 @@ from ops.dead_letters import (
     queue_count,
     queue_url,
     read_dead_letter_topic,
-    redrive_group,
 )
 from ops.live import (
     LiveStack,
@@ -173,7 +172,7 @@ def _topic_place(
     topic = routing.dead_letter_topic
     if topic is None:
         return None
-    config = kafka_client_config(routing, ctx.aws.region, redrive_group(ctx.stack))
+    config = kafka_client_config(routing, ctx.aws.region, ctx.names.redrive_group)
     found = read_dead_letter_topic(config, topic, limit=limit, idle=timeout)
     if found is None:
         return None

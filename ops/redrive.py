@@ -66,7 +66,6 @@ from ops.dead_letters import (
     kafka_client_config,
     queue_arn,
     queue_url,
-    redrive_group,
 )
 from ops.live import (
     LiveStack,
@@ -504,7 +503,7 @@ class TopicSource(Source):
 
     def _reader(self) -> DeadLetterTopicReader:
         config = kafka_client_config(
-            self._routing, self._ctx.aws.region, redrive_group(self._ctx.stack)
+            self._routing, self._ctx.aws.region, self._ctx.names.redrive_group
         )
         return DeadLetterTopicReader(config, self.name, idle=self._timeout)
 

@@ -42,6 +42,12 @@ class Names:
         return f"{self.prefix}-failed-jobs"
 
     @property
+    def redrive_group(self) -> str:
+        """The Kafka consumer group in which ``jobstream redrive`` keeps its progress on the
+        dead-letter topic (the operator's MSK IAM policy names it for AlterGroup)."""
+        return f"{self.prefix}-redrive"
+
+    @property
     def failed_jobs_rule(self) -> str:
         return f"{self.prefix}-failed-jobs"
 
