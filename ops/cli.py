@@ -14,6 +14,9 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "ops.plan_cmd",
     "ops.status",
+    "ops.parked",
+    "ops.redrive",
+    "ops.replay",
     "ops.preflight",
     "ops.triggers",
     "ops.cost",

@@ -19,15 +19,16 @@ from infra import config as config_module
 from infra.plan import read_stack_config
 from jobstream.contract import metrics as m
 from jobstream.contract.names import Names
-from jobstream.contract.routing import Routing, RoutingError
 from ops.aws_clients import (
     Aws,
     CannotTellError,
     NotFoundError,
-    StackNotDeployedError,
-    UsageError,
     aws_call,
 )
+
+# ``read_routing`` lives in the light ``ops.live`` (no pulumi import), shared with the recovery
+# commands (parked, redrive, replay); re-exported here for status and preflight.
+from ops.live import read_routing as read_routing
 
 BATCH_STATES: tuple[str, ...] = (
     "SUBMITTED",
@@ -72,33 +73,6 @@ def open_stack(args: argparse.Namespace) -> StackContext:
     cfg = config_module.parse(raw, stack=args.stack, source=f"Pulumi.{args.stack}.yaml")
     region = args.region or cfg.region
     return StackContext(cfg=cfg, names=Names(args.stack), aws=Aws(region, args.profile))
-
-
-# ---- routing --------------------------------------------------------------------------------
-
-
-def read_routing(ctx: StackContext) -> Routing:
-    """The routing document in force; ``StackNotDeployedError`` when the parameter is missing."""
-    name = ctx.names.routing_parameter
-    try:
-        with aws_call("ssm:GetParameter"):
-            value = ctx.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
-    except NotFoundError:
-        raise StackNotDeployedError(
-            f"stack {ctx.stack!r} is not deployed in {ctx.aws.region}: SSM parameter {name} "
-            "does not exist",
-            hint=f"deploy it first (pulumi up --stack {ctx.stack}), or check --region/--profile",
-        ) from None
-    except CannotTellError as why:
-        raise StackNotDeployedError(
-            f"cannot read the routing parameter {name}: {why.reason}"
-        ) from None
-    try:
-        return Routing.from_json(value)
-    except RoutingError as error:
-        raise UsageError(
-            f"routing parameter {name} is not a valid routing document: {error}"
-        ) from None
 
 
 # ---- SQS ------------------------------------------------------------------------------------

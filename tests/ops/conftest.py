@@ -345,3 +345,29 @@ def hours(n: float) -> timedelta:
 
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
+
+
+# ---- the dead-letter places on moto's server and the local broker (parked, redrive, replay) ----
+
+
+@pytest.fixture
+def sqs_places(aws_env: None, moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Stack ``dev``'s queues on moto's server (reset for the test), phase 1; the operator
+    commands reach it through ``AWS_ENDPOINT_URL``."""
+    from tests.ops.recovery import RecoveryStack
+
+    moto_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    stack = RecoveryStack(moto_server)
+    stack.create_queues()
+    stack.set_phase(1)
+    return stack
+
+
+@pytest.fixture
+def places(sqs_places: Any, kafka_broker: Any) -> Any:
+    """``sqs_places`` with the Kafka topics of this test on the local broker, phase 3."""
+    sqs_places.broker = kafka_broker
+    sqs_places.create_topics()
+    sqs_places.set_phase(3)
+    return sqs_places

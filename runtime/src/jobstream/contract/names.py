@@ -43,6 +43,12 @@ class Names:
         return f"{self.prefix}-failed-jobs"
 
     @property
+    def redrive_group(self) -> str:
+        """The Kafka consumer group in which ``jobstream redrive`` keeps its progress on the
+        dead-letter topic (the operator's MSK IAM policy names it for AlterGroup)."""
+        return f"{self.prefix}-redrive"
+
+    @property
     def failed_jobs_rule(self) -> str:
         return f"{self.prefix}-failed-jobs"
 
@@ -235,6 +241,14 @@ NAME_RULES: dict[str, NameRule] = {
         "letters, digits and hyphens, starting with a letter or digit",
         "terraform-provider-aws aws_msk_cluster cluster_name: StringLenBetween(1, 64); the "
         "cluster configuration is named <cluster>-config, so 7 characters are kept for it",
+    ),
+    "redrive_group": NameRule(
+        "Apache Kafka (consumer group id)",
+        255,
+        r"[A-Za-z0-9._-]+",
+        "letters, digits, '.', '_' and '-'",
+        "Kafka group.id: MSK IAM policies name groups in the ARN "
+        "arn:aws:kafka:...:group/<cluster>/<uuid>/<group>, so the topic-name characters are kept",
     ),
     "producer_policy": NameRule(
         "IAM (managed policy name)",

@@ -1,0 +1,161 @@
+"""The light way into a live stack, for commands that never evaluate the Pulumi program
+(``parked``, ``redrive``, ``replay``): no import of pulumi, pulumi_aws, ``infra`` or
+``components`` here or in what this module imports.
+
+What such a command needs from the stack is its name (the physical names follow from it,
+``jobstream.contract.names``), its region (``aws:region`` in ``Pulumi.<stack>.yaml``, or
+``--region``) and the routing document in force (the SSM parameter). The full, validated stack
+config (``infra.config``) is not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from jobstream.contract.names import Names
+from jobstream.contract.routing import Routing, RoutingError
+from ops.aws_clients import (
+    EXIT_CHECK_FAILED,
+    EXIT_CODES,
+    Aws,
+    CannotTellError,
+    NotFoundError,
+    OpsError,
+    StackNotDeployedError,
+    UsageError,
+    aws_call,
+    report_error,
+)
+
+PROJECT_FILE = "Pulumi.yaml"
+REGION_KEY = "aws:region"
+
+
+class StackAccess(Protocol):
+    """What the live readers need of a stack (``LiveStack`` here, ``ops.probes.StackContext``)."""
+
+    @property
+    def stack(self) -> str: ...
+
+    @property
+    def names(self) -> Names: ...
+
+    @property
+    def aws(self) -> Aws: ...
+
+
+@dataclass
+class LiveStack:
+    """A stack's name, physical names and an AWS session in its region."""
+
+    stack: str
+    names: Names
+    aws: Aws
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def project_dir(start: Path | None = None) -> Path:
+    """The directory holding ``Pulumi.yaml``: searched upwards from ``start`` (or the cwd), then
+    the repository this package was installed from (as ``infra.plan.project_dir`` does)."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents, Path(__file__).resolve().parent.parent):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise UsageError(f"no {PROJECT_FILE} found above {here}: run from the jobstream repository")
+
+
+def stack_region(stack: str, directory: Path | None = None) -> str:
+    """``aws:region`` of ``Pulumi.<stack>.yaml``; ``UsageError`` when the stack or key is missing."""
+    import yaml
+
+    directory = directory or project_dir()
+    path = directory / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        stacks = sorted(
+            p.name[len("Pulumi.") : -len(".yaml")] for p in directory.glob("Pulumi.*.yaml")
+        )
+        raise UsageError(
+            f"no stack {stack!r}: {path.name} does not exist (stacks: {', '.join(stacks) or 'none'})"
+        )
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UsageError(f"{path.name} is not valid YAML: {error}") from None
+    config = document.get("config") if isinstance(document, dict) else None
+    region = config.get(REGION_KEY) if isinstance(config, dict) else None
+    if not isinstance(region, str) or not region.strip():
+        raise UsageError(f"{path.name} does not set {REGION_KEY}", hint="or pass --region")
+    return region.strip()
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", required=True, help="stack name (reads Pulumi.<stack>.yaml)")
+    parser.add_argument("--region", help="AWS region (default: the stack's aws:region)")
+    parser.add_argument("--profile", help="AWS named profile (default: the usual boto3 chain)")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
+
+
+def open_live_stack(args: argparse.Namespace) -> LiveStack:
+    region = args.region or stack_region(args.stack)
+    return LiveStack(stack=args.stack, names=Names(args.stack), aws=Aws(region, args.profile))
+
+
+def read_routing(ctx: StackAccess) -> Routing:
+    """The routing document in force; ``StackNotDeployedError`` when the parameter is missing."""
+    name = ctx.names.routing_parameter
+    try:
+        with aws_call("ssm:GetParameter"):
+            value = ctx.aws.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+    except NotFoundError:
+        raise StackNotDeployedError(
+            f"stack {ctx.stack!r} is not deployed in {ctx.aws.region}: SSM parameter {name} "
+            "does not exist",
+            hint=f"deploy it first (pulumi up --stack {ctx.stack}), or check --region/--profile",
+        ) from None
+    except CannotTellError as why:
+        raise StackNotDeployedError(
+            f"cannot read the routing parameter {name}: {why.reason}"
+        ) from None
+    try:
+        return Routing.from_json(value)
+    except RoutingError as error:
+        raise UsageError(
+            f"routing parameter {name} is not a valid routing document: {error}"
+        ) from None
+
+
+class CannotTellStopError(OpsError):
+    """A command that must stop because the account did not answer (exit 1)."""
+
+    exit_code = EXIT_CHECK_FAILED
+    kind = "cannot-tell"
+
+
+def handles_errors(fn: Callable[[Any], int]) -> Callable[[Any], int]:
+    """Wrap a light command's handler: an ``OpsError`` becomes its message on stderr (and one
+    JSON object on stdout with ``--json``) and its exit code; a ``CannotTellError`` that reached
+    the top stops the command with exit 1. Unlike ``ops.aws_clients.handles_errors`` it never
+    imports the stack config modules (which import pulumi)."""
+
+    @functools.wraps(fn)
+    def wrapper(args: Any) -> int:
+        try:
+            return fn(args)
+        except OpsError as error:
+            return report_error(args, error)
+        except CannotTellError as why:
+            return report_error(args, CannotTellStopError(why.reason))
+
+    return wrapper
+
+
+def exit_codes_epilog(extra: str = "") -> str:
+    """The exit codes for a command's ``--help`` (``argparse.RawDescriptionHelpFormatter``)."""
+    lines = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+    return f"{extra}\n\nexit codes:\n{lines}".lstrip("\n")
