@@ -20,7 +20,10 @@ How:
   a record not selected stops the offset in its partition: the selected records after it are
   moved, and moved again by a later redrive (the ledger applies them once).
 - a message without a usable envelope (poison, or a failed-jobs record without its message
-  body) is never moved: it is listed with the reason.
+  body) is never moved: it is listed with the reason. Once inspected, ``--archive-poison PATH``
+  takes such messages out of the place, each written first (body, reason, place, ids) as one
+  JSON line appended to PATH, so the gates that need the place empty can pass and nothing is
+  silently gone.
 
 ``--dry-run`` lists what would move; otherwise the command asks first, unless ``--yes`` (it
 refuses to ask when stdin is not a terminal: exit 2).
@@ -117,6 +120,14 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="ID",
         help="move only this job (repeatable); default: every movable message",
+    )
+    parser.add_argument(
+        "--archive-poison",
+        metavar="PATH",
+        help=(
+            "take poison and no-body messages out of the place after appending each (body, "
+            "reason, ids) as a JSON line to PATH; default: leave them parked"
+        ),
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
     parser.add_argument("--yes", action="store_true", help="move without asking")
@@ -289,6 +300,7 @@ class Plan:
     to_move: list[Parked] = field(default_factory=list)
     left: list[tuple[Parked, str]] = field(default_factory=list)
     not_parked: list[str] = field(default_factory=list)
+    to_archive: list[Parked] = field(default_factory=list)
     method: str = "copy"
     notes: list[str] = field(default_factory=list)
 
@@ -299,13 +311,17 @@ def select(
     items: Sequence[Parked],
     target: Target,
     job_ids: Sequence[str],
+    *,
+    archive: bool = False,
 ) -> Plan:
     plan = Plan(source, source_name, target)
     wanted = set(job_ids)
     for item in items:
         if wanted and item.job_id not in wanted:
             continue
-        if not item.movable:
+        if archive and item.state in (State.POISON, State.NO_BODY):
+            plan.to_archive.append(item)
+        elif not item.movable:
             plan.left.append((item, item.problem or item.state.value))
         elif why := target.refuses(item):
             plan.left.append((item, why))
@@ -320,6 +336,7 @@ def select(
 class Outcome:
     moved: list[Parked] = field(default_factory=list)
     moved_again_later: list[Parked] = field(default_factory=list)
+    archived: list[Parked] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False
 
@@ -342,11 +359,18 @@ def run(args: argparse.Namespace) -> int:
             source.read(args.limit, args.kafka_timeout),
             target,
             args.job_id,
+            archive=args.archive_poison is not None,
         )
-        if args.source == DLQ and target.route == "sqs" and not args.job_id and not plan.left:
+        if (
+            args.source == DLQ
+            and target.route == "sqs"
+            and not args.job_id
+            and not plan.left
+            and not plan.to_archive
+        ):
             plan.method = "message-move-task"
         outcome = Outcome()
-        if plan.to_move and not args.dry_run:
+        if (plan.to_move or plan.to_archive) and not args.dry_run:
             if not args.yes:
                 _confirm(plan)
             outcome = _move(ctx, source, plan, args)
@@ -379,7 +403,9 @@ def _confirm(plan: Plan) -> None:
 
     question = (
         f"Move {len(plan.to_move)} job(s) from the {PLACE_TITLES[plan.source]} "
-        f"{plan.source_name} to the {plan.target.title}?"
+        f"{plan.source_name} to the {plan.target.title}"
+        + (f", and archive and remove {len(plan.to_archive)} poison" if plan.to_archive else "")
+        + "?"
     )
     if not Confirm.ask(question, console=Console(stderr=True), default=False):
         raise NotConfirmedError("not confirmed: nothing was moved")
@@ -387,6 +413,7 @@ def _confirm(plan: Plan) -> None:
 
 def _move(ctx: LiveStack, source: Source, plan: Plan, args: argparse.Namespace) -> Outcome:
     outcome = Outcome()
+    source.archive_to = args.archive_poison
     show = not args.json and console().is_terminal and len(plan.to_move) >= PROGRESS_FROM
     with _progress(len(plan.to_move), show) as advance:
         try:
@@ -445,6 +472,31 @@ def _progress(total: int, show: bool) -> Iterator[Callable[[int], None]]:
 
 class Source:
     name: str
+    archive_to: str | None = None
+    """Where poison and no-body messages of the plan are written before they leave the place."""
+
+    def _archive(self, item: Parked, outcome: Outcome) -> None:
+        import json
+        from datetime import UTC, datetime
+
+        assert self.archive_to is not None
+        body = item.body.decode(errors="replace") if item.body is not None else None
+        line = {
+            "archived_at": datetime.now(UTC).isoformat(),
+            "place": item.place,
+            "source": self.name,
+            "key": item.key,
+            "job_id": item.job_id,
+            "batch_job_id": item.batch_job_id,
+            "state": item.state.value,
+            "reason": item.reason,
+            "problem": item.problem,
+            "body": body,
+        }
+        with open(self.archive_to, "a") as archive:
+            archive.write(json.dumps(line) + "\n")
+            archive.flush()
+        outcome.archived.append(item)
 
     def read(self, limit: int, kafka_timeout: float) -> list[Parked]: ...
 
@@ -465,8 +517,11 @@ class SqsSource(Source):
             return [self._parse(m) for m in hold.read(limit)]
 
     def copy(self, plan: Plan, outcome: Outcome, advance: Callable[[int], None]) -> None:
-        """Receive, send, delete: one message at a time, only the messages of the plan."""
+        """Receive, send, delete: one message at a time, only the messages of the plan (poison
+        of the plan: archive, delete)."""
         remaining = {item.key for item in plan.to_move}
+        archive = {item.key for item in plan.to_archive}
+        remaining |= archive
         with SqsHold(self._ctx, self.url, visibility=MOVE_VISIBILITY_SECONDS) as hold:
             while remaining:
                 batch = hold.receive()
@@ -476,6 +531,11 @@ class SqsSource(Source):
                     item = self._parse(message)
                     if item.key not in remaining:
                         continue  # not in the confirmed plan: held, released at the end
+                    if item.key in archive:
+                        self._archive(item, outcome)
+                        hold.delete(item.key)
+                        remaining.discard(item.key)
+                        continue
                     plan.target.send(item)
                     try:
                         hold.delete(item.key)
@@ -525,15 +585,21 @@ class TopicSource(Source):
         """Send each record of the plan, then commit past it while the partition's records so
         far were all moved or are poison (never moved); a record left behind stops the offset."""
         wanted = {item.key for item in plan.to_move}
+        archive = {item.key for item in plan.to_archive}
         with self._reader() as reader:
             partitions = reader.partitions() or []
             contiguous = dict.fromkeys(partitions, True)
             for message in reader.records(partitions, reader.committed(partitions)):
-                if not wanted:
+                if not wanted and not archive:
                     break
                 item = from_dead_letter_record(message, redriven=False)
                 partition, next_offset = message.partition() or 0, (message.offset() or 0) + 1
-                if item.key in wanted:
+                if item.key in archive:
+                    self._archive(item, outcome)
+                    archive.discard(item.key)
+                    if contiguous[partition]:
+                        reader.commit(partition, next_offset)
+                elif item.key in wanted:
                     plan.target.send(item)
                     wanted.discard(item.key)
                     outcome.moved.append(item)
@@ -653,6 +719,8 @@ def _document(
         "left_parked": [{**i.to_json(now), "why": why} for i, why in plan.left],
         "not_parked": plan.not_parked,
         "moved_again_by_a_later_redrive": [i.job_id for i in outcome.moved_again_later],
+        "archived": [i.to_json(now) for i in outcome.archived],
+        "would_archive": [i.to_json(now) for i in plan.to_archive] if dry_run else [],
         "notes": plan.notes,
         "error": outcome.error,
         "interrupted": outcome.interrupted,
@@ -679,6 +747,8 @@ def _print(plan: Plan, outcome: Outcome, *, dry_run: bool) -> None:
         table.add_row(job, f"[yellow]stays ({item.state.value})[/]", item.reason, why)
     if rows or plan.left:
         out.print(table)
+    for item in outcome.archived:
+        out.print(f"archived and removed: {item.job_id or item.key} ({item.state.value})")
     for job_id in plan.not_parked:
         out.print(f"[yellow]{job_id}: not parked in {plan.source_name}[/]")
     for note in plan.notes:

@@ -39,9 +39,9 @@ from jobstream.messaging import aws
 from jobstream.messaging.envelope import Envelope, EnvelopeError
 from jobstream.messaging.kafka import ensure_topics, producer_config
 from jobstream.messaging.metrics import CloudWatchMetrics
-from jobstream.messaging.publishers import KafkaPublisher, RepairLog
 from rehearsal import handlers
 from rehearsal.batch import BatchStandIn, Zygote
+from rehearsal.config import RehearsalConfig
 from rehearsal.msk import LagPublisher
 from rehearsal.servers import (
     DUMMY_AWS_ENV,
@@ -57,36 +57,10 @@ from rehearsal.stack_model import StackModel
 log = logging.getLogger("jobstream.rehearsal")
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_STEPS: tuple[int, ...] = (1, 2, 3, 4, 3, 4, 3, 2, 3)
 ACCOUNT = "123456789012"
 UNMODELLED_GATES = ("MSK cluster", "Kafka topics", "routing bootstrap brokers")
 """Gates on the MSK control plane, which neither moto nor the local broker model (moto keeps a
 cluster CREATING and has no bootstrap brokers or topic API): reported, not waited for."""
-
-
-@dataclass
-class RehearsalConfig:
-    stack: str = "dev"
-    overrides: dict[str, str] = field(default_factory=dict)
-    steps: tuple[int, ...] = DEFAULT_STEPS
-    step_seconds: float = 18.0
-    sqs_rate: float = 17.0
-    """Jobs per second while SQS is the primary route (each is one Batch job process)."""
-    kafka_rate: float = 95.0
-    """Jobs per second while Kafka is the primary route."""
-    producers: int = 2
-    consumers: int | None = None
-    """Consumer service tasks (default: the plan's desired count, at least 2)."""
-    faults: bool = True
-    seed: int = 7
-    gate_timeout: float = 60.0
-    drain_timeout: float = 90.0
-    routing_ttl: float = 1.0
-    outage_seconds: float = 4.0
-    kafka_session_timeout_ms: int = 2000
-    """The consumer tasks' group session timeout: the local broker takes about half of it to
-    join a group, and a killed task's partitions wait that long for another one."""
-    keep_workdir: bool = False
 
 
 @dataclass
@@ -127,6 +101,8 @@ class Rehearsal:
         self._step = 0
         self._stop_faults = threading.Event()
         self._stopped_services: list[ServiceStandIn] = []
+        self.commands: list[dict[str, Any]] = []
+        self.replayed = 0
 
     # ================================================================== setup
 
@@ -484,7 +460,7 @@ class Rehearsal:
     def _apply_service(self, number: int) -> None:
         wanted = phase(number).has(ResourceGroup.CONSUMER_SERVICE)
         if wanted and self.service is None:
-            tasks = self.config.consumers or max(2, self.model.service_desired_count)
+            tasks = self.config.consumers or max(3, self.model.service_desired_count)
             self.service = ServiceStandIn(
                 self._service_environment(), tasks, self.workdir / "service.log"
             ).start()
@@ -571,12 +547,16 @@ class Rehearsal:
         if number == 1 and first:
             plan += [(0.3, self._sqs_poison), (0.6, self._sqs_poison)]
         if number == 2 and first:
-            plan += [(0.25, self._broker_outage), (0.6, self._kill_producer)]
+            plan.append((0.25, self._broker_outage))
         if number == 3 and first:
+            # Phase 3 dual-writes too. A killed producer loses the metrics it had not flushed, so
+            # its kill is kept out of phase 2, whose exit gate compares JobsPublished per route
+            # over a window of seconds here (over days, as operators use it, it would not show).
             plan += [
-                (0.3, self._kill_consumer),
-                (0.45, self._ssm_outage),
-                (0.75, self._kill_consumer),
+                (0.25, self._kill_consumer),
+                (0.4, self._kill_producer),
+                (0.55, self._ssm_outage),
+                (0.8, self._kill_consumer),
             ]
         if number == 4 and first:
             plan += [
@@ -707,7 +687,10 @@ class Rehearsal:
             aws=Aws(self.model.region, None),
             now=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settle),
         )
-        since = max(5.0, time.time() - settle - self._phase_began)
+        # ... and starts once every producer has read the phase (its routing TTL, twice, and a
+        # batch): before that some still published as in the phase before.
+        warmup = 2 * self.config.routing_ttl + 2.0
+        since = max(5.0, time.time() - settle - (self._phase_began + warmup))
         args = argparse.Namespace(
             window_hours=since / 3600,
             min_dual_write_ratio=0.99,
@@ -724,138 +707,63 @@ class Rehearsal:
         return checks
 
     def _operate(self, current: int) -> None:
-        """Before a change: replay the repair logs, redrive what can be fixed, archive poison."""
+        """Before a change, what the runbook asks of the operator, with the operator's own
+        commands (in this process, against the local servers): replay the producers' repair
+        logs (``jobstream replay``), see what is parked (``jobstream parked``), fix the cause of
+        each parked job (the rehearsal's handler heals a job once ``fixed-<job id>`` exists),
+        and put the jobs back (``jobstream redrive``), archiving the poison it cannot fix."""
         if phase(current).has(ResourceGroup.KAFKA):
-            self._replay_repair_logs()
-        self._redrive_parked(current)
-
-    def _replay_repair_logs(self) -> int:
-        publisher = KafkaPublisher(
-            producer_config(
-                self._servers_["bootstrap"], delivery_timeout_ms=4000, extra={"log_level": 0}
-            ),
-            metrics=self.metrics,
-        )
-        replayed = 0
-        try:
             for path in sorted(self.workdir.glob("producer-*.repair.jsonl")):
-                done, _still = RepairLog(path, metrics=self.metrics).replay(
-                    {"kafka": publisher}, pending_older_than=5.0
+                doc = self._command(
+                    "replay", "--repair-log", str(path), "--pending-older-than", "5"
                 )
-                replayed += done
-        finally:
-            publisher.close()
-        self.metrics.flush()
-        if replayed:
-            self.faults.events.append(
-                f"step {self._step}: replayed {replayed} Kafka copies from the repair logs"
-            )
-        self.replayed = getattr(self, "replayed", 0) + replayed
-        return replayed
-
-    def _redrive_parked(self, current: int) -> None:
-        """Parked jobs go back to the route the phase consumes (the SQS queue while it exists)
-        with their envelope unchanged, after their cause is fixed; poison is archived."""
-        target = self._queue_url(self.model.job_queue.name)
-        sqs = self.client("sqs")
-        for place, url in (
-            ("failed-jobs", self._queue_url(self.model.failed_jobs_queue.name)),
-            ("dlq", self._queue_url(self.model.dead_letter_queue.name)),
-        ):
-            while True:
-                got = sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-                ).get("Messages", [])
-                if not got:
-                    break
-                for message in got:
-                    body, reason = self._parked_body(place, message["Body"])
-                    self._put_back(
-                        place,
-                        body,
-                        reason,
-                        lambda b: sqs.send_message(QueueUrl=target, MessageBody=b),
+                delivered = int(doc.get("delivered", 0))
+                if delivered:
+                    self.replayed += delivered
+                    self.faults.events.append(
+                        f"step {self._step}: jobstream replay delivered {delivered} Kafka copies "
+                        f"from {path.name}"
                     )
-                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        self._redrive_dead_letter_topic(lambda b: sqs.send_message(QueueUrl=target, MessageBody=b))
-
-    @staticmethod
-    def _parked_body(place: str, text: str) -> tuple[str | None, str]:
-        if place != "failed-jobs":
-            return text, "dead-letter queue"
-        event = json.loads(text)
-        detail = event.get("detail", {})
-        variables = {
-            e["name"]: e["value"] for e in detail.get("container", {}).get("environment", [])
-        }
-        from jobstream.contract.exits import reason_for_exit
-
-        attempts = detail.get("attempts") or [{}]
-        code = attempts[-1].get("container", {}).get("exitCode")
-        return variables.get(
-            env.JOB_MESSAGE
-        ), f"{reason_for_exit(code)}; {detail.get('statusReason', '')}"
-
-    def _put_back(
-        self, place: str, body: str | None, reason: str, send: Callable[[str], Any]
-    ) -> None:
-        record: dict[str, Any] = {"place": place, "reason": reason, "step": self._step}
-        try:
-            envelope = Envelope.from_json(body or "")
-        except EnvelopeError as exc:
-            record |= {"job": None, "poison": True, "error": str(exc)}
-            with (self.workdir / "archive.jsonl").open("a") as archive:
-                archive.write(json.dumps({**record, "body": body}) + "\n")
-            self.parked[place].append(record)
-            return
-        (self.control / f"fixed-{envelope.job_id}").touch()
-        send(body or "")
-        record |= {"job": envelope.job_id, "poison": False, "fault": envelope.payload.get("fault")}
-        self.parked[place].append(record)
-
-    def _redrive_dead_letter_topic(self, send: Callable[[str], Any]) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        routing = self._routing(max(self.config.steps))
-        if routing.dead_letter_topic is None:
-            return
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self._servers_["bootstrap"],
-                "group.id": "jobstream-rehearsal-redrive",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "log_level": 0,
-            }
-        )
-        topic = routing.dead_letter_topic
-        partitions = next((t.partitions for t in self.model.topics if t.name == topic), 1)
-        committed = consumer.committed(
-            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
-        )
-        consumer.assign(
-            [TopicPartition(topic, tp.partition, max(tp.offset, 0)) for tp in committed]
-        )
-        try:
-            idle = 0
-            while idle < 3:
-                message = consumer.poll(0.5)
-                if message is None or message.error() is not None:
-                    idle += 1
-                    continue
-                idle = 0
-                headers: dict[str, Any] = dict(message.headers() or [])
-                raw_reason = headers.get("jobstream.error") or b""
-                reason = (
-                    raw_reason.decode(errors="replace")
-                    if isinstance(raw_reason, bytes)
-                    else str(raw_reason)
+        parked = self._command("parked")
+        places = [p["place"] for p in parked.get("places", []) if p.get("count")]
+        for place in places:
+            plan = self._command("redrive", "--source", place, "--dry-run", "--kafka-timeout", "1")
+            for item in plan.get("would_move", []):
+                (self.control / f"fixed-{item['job_id']}").touch()
+            done = self._command(
+                "redrive", "--source", place, "--yes", "--kafka-timeout", "1",
+                "--archive-poison", str(self.workdir / "poison-archive.jsonl"),
+            )  # fmt: skip
+            for item in done.get("moved", []):
+                self.parked[place].append(
+                    {
+                        "job": item["job_id"],
+                        "poison": False,
+                        "reason": item["reason"],
+                        "step": self._step,
+                    }
                 )
-                value = (message.value() or b"").decode(errors="replace")
-                self._put_back("dead-letter-topic", value, reason, send)
-                consumer.commit(message=message, asynchronous=False)
-        finally:
-            consumer.close()
+            for item in done.get("archived", []):
+                self.parked[place].append(
+                    {"job": None, "poison": True, "reason": item["reason"], "step": self._step}
+                )
+
+    def _command(self, *argv: str) -> dict[str, Any]:
+        """``jobstream <argv> --stack S --json`` in this process; its one JSON object."""
+        import io
+
+        from ops import cli
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = cli.main([argv[0], "--stack", self.model.stack, "--json", *argv[1:]])
+        try:
+            doc: dict[str, Any] = json.loads(out.getvalue() or "{}")
+        except ValueError:
+            doc = {"output": out.getvalue()}
+        doc.setdefault("exit_code", code)
+        self.commands.append({"command": " ".join(argv), "exit_code": code, "step": self._step})
+        return doc
 
     # ================================================================== the end
 
@@ -996,7 +904,8 @@ class Rehearsal:
                 if matches + mismatches == 0
                 else matches / (matches + mismatches),
                 "routing_stale_reports": self._metric_total(m.ROUTING_STALE),
-                "repair_log_replayed": getattr(self, "replayed", 0),
+                "repair_log_replayed": self.replayed,
+                "operator_commands": dict(Counter(c["command"].split()[0] for c in self.commands)),
                 "latency_ms": {
                     route: {"p50": _percentile(v, 50), "p99": _percentile(v, 99), "jobs": len(v)}
                     for route, v in sorted(latency.items())

@@ -4,6 +4,7 @@ the local Kafka broker (the worker applying them is in test_recovery_end_to_end.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 from collections import Counter
@@ -74,6 +75,33 @@ def test_redrive_never_moves_a_poison_message_or_a_record_without_its_body(
     assert [j["job_id"] for j in doc["moved"]] == ["job-1"]
     assert sorted(j["state"] for j in doc["left_parked"]) == ["no-body", "poison"]
     assert (sqs_places.depth("failed-jobs"), sqs_places.depth("queue")) == (2, 1)
+
+
+def test_archive_poison_writes_each_poison_message_then_removes_it_from_the_place(
+    sqs_places: RecoveryStack, run: Run, tmp_path: Any
+) -> None:
+    """Inspected poison leaves the place (so the gates that need it empty can pass) but is never
+    silently gone: its body and reason are in the archive first."""
+    archive = tmp_path / "poison.jsonl"
+    sqs_places.capture_failed_job(failed_job_event("{not json", exit_code=WorkerExit.POISON))
+    sqs_places.capture_failed_job(failed_job_event(envelope("job-1").to_json(), exit_code=70))
+    doc = _redrive(run, "failed-jobs", "--yes", "--archive-poison", str(archive)).json()
+    assert [j["job_id"] for j in doc["moved"]] == ["job-1"]
+    assert [j["state"] for j in doc["archived"]] == ["poison"]
+    (line,) = [json.loads(x) for x in archive.read_text().splitlines()]
+    assert (line["body"], line["state"], line["place"]) == ("{not json", "poison", "failed-jobs")
+    assert "poison message" in line["reason"]
+    assert sqs_places.depth("failed-jobs") == 0
+
+
+def test_without_archive_poison_a_dry_run_archives_nothing(
+    sqs_places: RecoveryStack, run: Run, tmp_path: Any
+) -> None:
+    archive = tmp_path / "poison.jsonl"
+    sqs_places.capture_failed_job(failed_job_event("{not json", exit_code=WorkerExit.POISON))
+    doc = _redrive(run, "failed-jobs", "--dry-run", "--archive-poison", str(archive)).json()
+    assert [j["state"] for j in doc["would_archive"]] == ["poison"]
+    assert not archive.exists() and sqs_places.depth("failed-jobs") == 1
 
 
 def test_redrive_dry_run_lists_what_would_move_and_moves_nothing(
@@ -196,6 +224,20 @@ def test_redrive_in_phase_5_puts_dead_letter_records_back_on_the_jobs_topic(
     assert [j["job_id"] for j in doc["moved"]] == ["job-k"]
     assert [j["state"] for j in doc["left_parked"]] == ["poison"]
     assert places.topic_records(places.topic) == [(b"job-k", value)], "key and bytes unchanged"
+
+
+@pytest.mark.kafka
+def test_archive_poison_on_the_topic_writes_the_record_and_commits_past_it(
+    places: RecoveryStack, run: Run, tmp_path: Any
+) -> None:
+    archive = tmp_path / "poison.jsonl"
+    places.set_phase(5)
+    places.dead_letter(b"garbage", "job-p", "message body is not JSON")
+    doc = _redrive(run, "dead-letter-topic", "--yes", "--archive-poison", str(archive)).json()
+    assert [j["state"] for j in doc["archived"]] == ["poison"]
+    assert json.loads(archive.read_text())["body"] == "garbage"
+    again = _redrive(run, "dead-letter-topic", "--yes").json()
+    assert (again["moved"], again["left_parked"]) == ([], []), "archived records are not read again"
 
 
 @pytest.mark.kafka

@@ -1,0 +1,33 @@
+"""The rehearsal's settings (standard library only: the command line reads them to register)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_STEPS: tuple[int, ...] = (1, 2, 3, 4, 3, 4, 3, 2, 3)
+"""1 -> 2 -> 3 -> 4 -> 3 -> 4, then 3 -> 2 -> 3: every supported change but 2 -> 1 and 4 -> 5."""
+
+
+@dataclass
+class RehearsalConfig:
+    stack: str = "dev"
+    overrides: dict[str, str] = field(default_factory=dict)
+    steps: tuple[int, ...] = DEFAULT_STEPS
+    step_seconds: float = 15.0
+    sqs_rate: float = 6.0
+    """Jobs per second while SQS is the primary route (each is one Batch job process)."""
+    kafka_rate: float = 160.0
+    """Jobs per second while Kafka is the primary route."""
+    producers: int = 2
+    consumers: int | None = None
+    """Consumer service tasks (default: the plan's desired count, at least 3)."""
+    faults: bool = True
+    seed: int = 7
+    gate_timeout: float = 60.0
+    drain_timeout: float = 90.0
+    routing_ttl: float = 1.0
+    outage_seconds: float = 4.0
+    kafka_session_timeout_ms: int = 2000
+    """The consumer tasks' group session timeout: the local broker takes about half of it to
+    join a group, and a killed task's partitions wait that long for another one."""
+    keep_workdir: bool = False
