@@ -31,3 +31,5 @@ class RehearsalConfig:
     """The consumer tasks' group session timeout: the local broker takes about half of it to
     join a group, and a killed task's partitions wait that long for another one."""
     keep_workdir: bool = False
+    gates: bool = True
+    """Off only for the latency benchmark: phase changes without the preflight gates."""

@@ -646,7 +646,8 @@ class Rehearsal:
 
     def _change_phase(self, current: int, target: int) -> list[dict[str, Any]]:
         deadline = time.monotonic() + self.config.gate_timeout
-        while True:
+        checks: list[dict[str, Any]] = []
+        while self.config.gates:
             self._operate(current)
             checks = self._gates(current, target)
             blocking = [c for c in checks if c["blocking"] and c["verdict"] != "pass"]
