@@ -12,6 +12,7 @@ missing image fails instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -231,7 +232,14 @@ def test_service_mode_in_the_image_applies_a_kafka_job_and_stops_on_sigterm(
         topic, job.with_routes(["kafka"])
     )
     environ = container_environment(dev3, tls_postgres, moto_server, task_environment(dev3))
-    proc = subprocess.Popen(_run_args(container, image, environ), stderr=subprocess.PIPE, text=True)
+    # A session of its own: buildah's chroot helper outlives a killed `buildah run`, so a failed
+    # wait below must kill the whole group or the worker keeps consuming after the test.
+    proc = subprocess.Popen(
+        _run_args(container, image, environ),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     database = task_environment(dev3)[env.DB_NAME]
     try:
         deadline = time.monotonic() + 60
@@ -242,8 +250,9 @@ def test_service_mode_in_the_image_applies_a_kafka_job_and_stops_on_sigterm(
         os.kill(worker, signal.SIGTERM)
         code = proc.wait(timeout=40)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
     log = proc.stderr.read() if proc.stderr else ""
     assert applied(tls_postgres, database).get(job.job_id) == "kafka", log
     assert code == WorkerExit.OK, log
