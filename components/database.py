@@ -26,6 +26,7 @@ import pulumi_aws as aws
 
 from components.iam import assume_role_policy, policy_document
 from components.kms import customer_managed_key
+from jobstream.contract.names import app_user_secret_name
 
 POSTGRES_PORT = 5432
 ENGINE = "postgres"
@@ -35,11 +36,6 @@ CLIENT_PASSWORD_AUTH_TYPE = "POSTGRES_SCRAM_SHA_256"
 """How the proxy authenticates clients on the PostgreSQL wire (the IAM token is the password)."""
 APP_USER_SECRET_RECOVERY_DAYS = 7
 """The value is reproducible (``jobstream db-bootstrap --rotate``): the shortest recovery window."""
-
-
-def app_user_secret_name(proxy_name: str, username: str) -> str:
-    """The app-user secret's name; ``jobstream db-bootstrap`` finds the secret with it."""
-    return f"rds-db-credentials/{proxy_name}/{username}"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@ Every key under ``jobstream:`` is declared once in ``KEYS`` (name, parser, defau
 README's configuration table is rendered from that declaration, unknown keys are rejected with
 a suggestion, and every bad value raises ``ConfigError`` naming the key, the value it got and
 what is allowed. Components never read config: the stack passes them these plain values.
+
+The program reads its config from the engine (``load``); the offline plan and the operator
+commands read ``Pulumi.<stack>.yaml`` (``read_stack_config``). This module imports neither
+Pulumi nor the components (the choices they take live in ``jobstream.contract.choices``), so a
+command that only needs a stack's region or names never pays for importing the program.
 """
 
 from __future__ import annotations
@@ -15,11 +20,18 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
-from components.batch import ComputeType
-from components.kafka import EnhancedMonitoring, KafkaMode, TopicManager
-from components.network import NatStrategy
+import yaml
+
+from jobstream.contract.choices import (
+    ComputeType,
+    EnhancedMonitoring,
+    KafkaMode,
+    NatStrategy,
+    TopicManager,
+)
 from jobstream.contract.phases import CLEANUP_PHASE, PHASES
 
 NAMESPACE = "jobstream"
@@ -760,6 +772,58 @@ def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> St
             trigger_latency_percentile=v["triggerLatencyPercentile"],
         ),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The stack files.
+
+
+class PlanError(RuntimeError):
+    """A stack cannot be planned: its ``Pulumi.<stack>.yaml`` cannot be read (no such stack, a
+    secret value), or the program reported errors (raised by ``infra.plan``)."""
+
+
+def project_dir(start: Path | None = None) -> Path:
+    """The directory holding Pulumi.yaml: searched upwards from ``start`` (or the cwd), then
+    the repository this package was installed from."""
+    candidates: list[Path] = []
+    here = (start or Path.cwd()).resolve()
+    candidates += [here, *here.parents]
+    candidates.append(Path(__file__).resolve().parent.parent)
+    for candidate in candidates:
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    raise PlanError("cannot find Pulumi.yaml in the current directory or its parents")
+
+
+def available_stacks(directory: Path) -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
+
+
+def read_stack_config(stack: str, directory: Path | None = None) -> dict[str, str]:
+    """Flatten ``Pulumi.<stack>.yaml`` into the strings the engine hands a program."""
+    directory = directory or project_dir()
+    path = directory / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        stacks = ", ".join(available_stacks(directory)) or "none"
+        raise PlanError(f"no stack {stack!r}: {path.name} does not exist (stacks: {stacks})")
+    document = yaml.safe_load(path.read_text()) or {}
+    raw: dict[str, str] = {}
+    for key, value in (document.get("config") or {}).items():
+        if isinstance(value, Mapping) and "secure" in value:
+            raise PlanError(f"{path.name}: {key} is a secret; the offline plan cannot decrypt it")
+        raw[str(key)] = _config_string(value)
+    return raw
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value)
 
 
 def load() -> StackConfig:

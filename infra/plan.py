@@ -19,21 +19,17 @@ from types import MappingProxyType
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from infra import config as config_module
+from infra.config import PlanError, read_stack_config
 from infra.mocks import PlanMocks
 from jobstream.contract.names import PROJECT
 
 STACK_TYPE = "pulumi:pulumi:Stack"
-
-
-class PlanError(RuntimeError):
-    """The program could not be evaluated (bad stack name, missing file, a program error)."""
 
 
 @dataclass(frozen=True)
@@ -181,49 +177,6 @@ class _ErrorLog(logging.Handler):
 
 
 # ---- running the program ---------------------------------------------------------------------
-
-
-def project_dir(start: Path | None = None) -> Path:
-    """The directory holding Pulumi.yaml: searched upwards from ``start`` (or the cwd), then
-    the repository this package was installed from."""
-    candidates: list[Path] = []
-    here = (start or Path.cwd()).resolve()
-    candidates += [here, *here.parents]
-    candidates.append(Path(__file__).resolve().parent.parent)
-    for candidate in candidates:
-        if (candidate / "Pulumi.yaml").is_file():
-            return candidate
-    raise PlanError("cannot find Pulumi.yaml in the current directory or its parents")
-
-
-def available_stacks(directory: Path) -> list[str]:
-    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
-
-
-def read_stack_config(stack: str, directory: Path | None = None) -> dict[str, str]:
-    """Flatten ``Pulumi.<stack>.yaml`` into the strings the engine hands a program."""
-    directory = directory or project_dir()
-    path = directory / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        stacks = ", ".join(available_stacks(directory)) or "none"
-        raise PlanError(f"no stack {stack!r}: {path.name} does not exist (stacks: {stacks})")
-    document = yaml.safe_load(path.read_text()) or {}
-    raw: dict[str, str] = {}
-    for key, value in (document.get("config") or {}).items():
-        if isinstance(value, Mapping) and "secure" in value:
-            raise PlanError(f"{path.name}: {key} is a secret; the offline plan cannot decrypt it")
-        raw[str(key)] = _config_string(value)
-    return raw
-
-
-def _config_string(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value)
 
 
 def run_plan(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import KEYS, ConfigError, Environment, parse
-from infra.plan import read_stack_config
+from infra.config import KEYS, ConfigError, Environment, parse, read_stack_config
 
 
 def stack_config(stack: str, changes: dict[str, str | None]) -> dict[str, str]:

@@ -28,8 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from psycopg import sql
 
-from components.database import app_user_secret_name
-from jobstream.contract.names import Names
+from jobstream.contract.names import Names, app_user_secret_name
 from jobstream.messaging.ledger import PostgresLedger
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_NO_AWS, EXIT_NOT_FOUND, EXIT_OK
 from rehearsal.servers import LocalPostgres, free_port

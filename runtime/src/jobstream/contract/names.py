@@ -102,3 +102,9 @@ class Names:
 
     def log_group(self, purpose: str) -> str:
         return f"/{PROJECT}/{self.stack}/{purpose}"
+
+
+def app_user_secret_name(proxy_name: str, username: str) -> str:
+    """The app-user secret's name: the database component creates the secret under it and
+    ``jobstream db-bootstrap`` finds it with it."""
+    return f"rds-db-credentials/{proxy_name}/{username}"
