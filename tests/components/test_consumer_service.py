@@ -10,7 +10,7 @@ import pytest
 from components.container_roles import ecr_repository_arn
 from infra import mocks
 from infra.mocks import ACCOUNT_ID
-from infra.plan import Plan, PlannedResource, PlanSet, run_plan
+from infra.plan import Plan, PlannedResource, PlanSet
 from jobstream.contract.names import Names
 
 SERVICE = "aws:ecs/service:Service"
@@ -235,8 +235,8 @@ def test_provisioned_cluster_scales_on_consumer_lag_per_task(dev3: Plan) -> None
     assert "lag / tasks" in returned[0]["expression"]
 
 
-def test_serverless_cluster_scales_on_cpu() -> None:
-    plan = run_plan("dev", phase=3, overrides={"jobstream:kafkaMode": "serverless"})
+def test_serverless_cluster_scales_on_cpu(plans: PlanSet) -> None:
+    plan = plans.get("dev", phase=3, overrides={"jobstream:kafkaMode": "serverless"})
     spec = tracking(plan)
     assert spec["predefinedMetricSpecification"] == {
         "predefinedMetricType": "ECSServiceAverageCPUUtilization"

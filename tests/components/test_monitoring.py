@@ -165,8 +165,8 @@ def test_thresholds_come_from_config(plans: PlanSet) -> None:
     )
 
 
-def test_a_changed_threshold_reaches_the_alarm() -> None:
-    plan = run_plan("prod", phase=1, overrides={"jobstream:queueDepthThreshold": "42"})
+def test_a_changed_threshold_reaches_the_alarm(plans: PlanSet) -> None:
+    plan = plans.get("prod", phase=1, overrides={"jobstream:queueDepthThreshold": "42"})
     assert alarms(plan)["sqs-queue-depth"].inputs["threshold"] == 42
 
 
@@ -271,8 +271,8 @@ def test_latency_trigger_uses_the_configured_percentile_of_the_oldest_message_ag
     assert "MIGRATION TRIGGER (latency)" in trigger["alarmDescription"]
 
 
-def test_trigger_settings_from_config_reach_the_alarms() -> None:
-    plan = run_plan(
+def test_trigger_settings_from_config_reach_the_alarms(plans: PlanSet) -> None:
+    plan = plans.get(
         "prod",
         phase=1,
         overrides={

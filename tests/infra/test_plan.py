@@ -83,9 +83,9 @@ def test_dependencies_point_at_recorded_resources(plans: PlanSet) -> None:
         )
 
 
-def test_diff_reports_changed_input_keys_old_and_new() -> None:
-    old = run_plan("dev", phase=1)
-    new = run_plan("dev", phase=1, overrides={"jobstream:maxReceiveCount": "9"})
+def test_diff_reports_changed_input_keys_old_and_new(plans: PlanSet) -> None:
+    old = plans.get("dev", phase=1)
+    new = plans.get("dev", phase=1, overrides={"jobstream:maxReceiveCount": "9"})
     diff = diff_plans(old, new)
     assert not diff.added and not diff.removed
     (change,) = diff.changed
@@ -97,9 +97,9 @@ def test_diff_reports_changed_input_keys_old_and_new() -> None:
     )
 
 
-def test_diff_reports_added_and_removed_resources() -> None:
-    single = run_plan("dev", phase=1)
-    per_az = run_plan("dev", phase=1, overrides={"jobstream:natStrategy": "per-az"})
+def test_diff_reports_added_and_removed_resources(plans: PlanSet) -> None:
+    single = plans.get("dev", phase=1)
+    per_az = plans.get("dev", phase=1, overrides={"jobstream:natStrategy": "per-az"})
     diff = diff_plans(single, per_az)
     added = sorted(r.urn.rsplit("::", 1)[-1] for r in diff.added)
     assert added == ["network-nat-1", "network-nat-1"]  # the EIP and the NAT gateway

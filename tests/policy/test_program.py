@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.plan import PlanSet, run_plan
+from infra.plan import PlanSet
 from jobstream.contract.phases import PHASES
 from tests.policy.support import check_plan
 
@@ -26,8 +26,8 @@ def test_every_resource_of_the_program_passes_every_policy(
     assert runs >= len(plan.resources) > 0  # the policies really ran over the plan
 
 
-def test_prod_without_protection_is_rejected_for_each_stateful_resource() -> None:
-    plan = run_plan("prod", phase=1, overrides={"jobstream:protectStatefulResources": "false"})
+def test_prod_without_protection_is_rejected_for_each_stateful_resource(plans: PlanSet) -> None:
+    plan = plans.get("prod", phase=1, overrides={"jobstream:protectStatefulResources": "false"})
     violations, _ = check_plan(plan)
     flagged = {v.urn for v in violations if v.policy == "stateful-protected-in-prod"}
     queues = {r.urn for r in plan.of_type("aws:sqs/queue:Queue")}
