@@ -117,11 +117,14 @@ never wraps a line nor folds or cuts a table cell (a table still takes only the 
 def console(*, stderr: bool = False) -> Console:
     """The console the commands print to. On a terminal it fits the terminal (long cells wrap
     inside their column). Anywhere else (a pipe, a file, a test's capture) nothing is wrapped
-    or cut: a URN or a cell value is printed whole, on one line, without colour codes."""
-    terminal = Console(highlight=False, soft_wrap=False, stderr=stderr)
+    or cut: a URN or a cell value is printed whole, on one line, without colour codes. Never
+    emoji codes: ``jobstream:a:A`` stays as written."""
+    terminal = Console(highlight=False, emoji=False, soft_wrap=False, stderr=stderr)
     if terminal.is_terminal:
         return terminal
-    return Console(highlight=False, soft_wrap=True, width=UNWRAPPED_WIDTH, stderr=stderr)
+    return Console(
+        highlight=False, emoji=False, soft_wrap=True, width=UNWRAPPED_WIDTH, stderr=stderr
+    )
 
 
 def print_json(document: dict[str, Any]) -> None:
