@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ops.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -64,3 +73,140 @@ def test_diff_json_lists_changed_keys(capsys: pytest.CaptureFixture[str]) -> Non
 def test_graph_prints_mermaid(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "plan", "--stack", "dev", "--graph", "mermaid")
     assert code == 0 and out.startswith("flowchart LR")
+
+
+def test_errors_with_json_are_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "plan", "--stack", "staging", "--json")
+    assert code == 2
+    document = json.loads(out)
+    assert document["exit_code"] == 2 and document["error"]["kind"] == "usage"
+    assert "Pulumi.staging.yaml does not exist" in document["error"]["message"]
+    assert "Pulumi.staging.yaml does not exist" in err
+
+
+def test_a_stack_is_needed_without_all(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan")
+    assert code == 2 and "--stack is required (or --all" in err
+
+
+def test_all_takes_no_diff_or_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", "--all", "--graph", "mermaid", "--json")
+    assert code == 2 and "--all prints every plan" in json.loads(out)["error"]["message"]
+
+
+# ---- --all: every stack and phase in one process ------------------------------------------------
+
+STACK_PHASES = [(s, n) for s in ("dev", "prod") for n in (1, 2, 3, 4, 5)]
+
+
+@pytest.fixture(scope="module")
+def every_plan_json() -> tuple[list[dict[str, Any]], str]:
+    """``jobstream plan --all --json``, run once for the tests below: (the array, stderr)."""
+    with pytest.MonkeyPatch.context() as patch:
+        out, err = io.StringIO(), io.StringIO()
+        patch.setattr(sys, "stdout", out)
+        patch.setattr(sys, "stderr", err)
+        assert main(["plan", "--all", "--json"]) == 0
+    document = json.loads(out.getvalue())
+    assert isinstance(document, list)
+    return document, err.getvalue()
+
+
+def test_all_json_is_one_array_with_every_stack_and_phase(
+    every_plan_json: tuple[list[dict[str, Any]], str],
+) -> None:
+    plans, _ = every_plan_json
+    assert [(p["stack"], p["phase"]) for p in plans] == STACK_PHASES
+
+
+def test_all_gives_the_plans_one_plan_at_a_time_gives(
+    every_plan_json: tuple[list[dict[str, Any]], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    plans, _ = every_plan_json
+    _, out, _ = run(capsys, "plan", "--stack", "prod", "--phase", "3", "--json")
+    assert json.loads(out) == plans[STACK_PHASES.index(("prod", 3))]
+
+
+def test_all_draws_no_progress_when_stderr_is_not_a_terminal(
+    every_plan_json: tuple[list[dict[str, Any]], str],
+) -> None:
+    _, err = every_plan_json
+    assert err == ""
+
+
+def test_all_table_summarises_each_plan_with_its_counts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "plan", "--all", "--phase", "3")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    dev = next(r for r in rows if r.split("│")[1].strip() == "dev")
+    prod = next(r for r in rows if r.split("│")[1].strip() == "prod")
+    assert [c.strip() for c in dev.split("│")[2:6]] == ["3 (consumer migration)", "141", "10", "0"]
+    assert [c.strip() for c in prod.split("│")[2:4]] == ["3 (consumer migration)", "154"]
+    assert "components not counted" in out
+
+
+def test_all_shows_progress_on_a_terminal() -> None:
+    """stderr on a pseudo-terminal: the progress bar names the plans as they are evaluated."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ops.cli", "plan", "--all", "--phase", "1", "--json"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=300,
+            check=False,
+        )
+        os.close(follower)
+        seen = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 65536):
+                seen += chunk
+    finally:
+        os.close(leader)
+    assert result.returncode == 0
+    assert [(p["stack"], p["phase"]) for p in json.loads(result.stdout)] == [
+        ("dev", 1),
+        ("prod", 1),
+    ]
+    assert b"planning dev phase 1" in seen
+
+
+# ---- readable through a pipe ---------------------------------------------------------------------
+
+LONG_URN = (
+    "urn:pulumi:dev::jobstream::jobstream:consumer:ConsumerService"
+    "$aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule::consumer-https"
+)
+
+
+def piped(*argv: str) -> str:
+    """A command's stdout through a pipe, in a narrow environment (COLUMNS=80)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ops.cli", *argv],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_piped_diff_prints_each_urn_whole_on_its_line() -> None:
+    out = piped("plan", "--stack", "dev", "--diff-from-phase", "2")
+    assert len(LONG_URN) > 80
+    assert f"+ {LONG_URN}" in out.splitlines()
+    assert '      consumer_modes.kafka: "off" -> "verify"' in out.splitlines()
+
+
+def test_piped_cost_table_cuts_no_cell() -> None:
+    out = piped("cost", "--stack", "prod")
+    assert "RDS PostgreSQL db.r6g.large instance hours" in out
+    assert "…" not in out
