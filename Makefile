@@ -18,8 +18,12 @@ PYTEST_WORKERS ?= 3
 PYTEST := AWS_EC2_METADATA_DISABLED=true $(BIN)/pytest -q -n $(PYTEST_WORKERS) \
 	--dist loadscope --no-loadscope-reorder
 SERVERLESS := not kafka and not postgres and not moto_server
+# The rehearsal walks the phases on the clock (~30 s, little CPU, but its verify-parity figure
+# needs its consumers to get CPU when they want it): `make test` runs it beside the type check,
+# then the other tests on every core.
+REHEARSAL := tests/rehearsal/test_rehearse.py
 
-.PHONY: venv plan test test-fast lint typecheck pytest pytest-fast docs rehearse bench bench-cli clean
+.PHONY: venv plan test test-fast lint typecheck pytest pytest-fast pytest-rehearsal pytest-others docs rehearse bench bench-cli clean
 
 $(STAMP): pyproject.toml runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,10 +51,17 @@ pytest: $(STAMP)
 pytest-fast: $(STAMP)
 	$(PYTEST) -m "$(SERVERLESS)"
 
-# The type check and the tests run side by side (pyright is one process; the tests leave cores
-# idle while they wait), each one's output printed whole when it ends.
+pytest-rehearsal: $(STAMP)
+	AWS_EC2_METADATA_DISABLED=true $(BIN)/pytest -q $(REHEARSAL)
+
+pytest-others: $(STAMP)
+	$(PYTEST) --deselect $(REHEARSAL)
+
+# The type check (one process) beside the rehearsal's tests (mostly waiting), then the other
+# tests on every core; each target's output is printed whole when it ends.
 test: lint
-	@$(MAKE) --no-print-directory -j2 --output-sync=target typecheck pytest
+	@$(MAKE) --no-print-directory -j2 --output-sync=target typecheck pytest-rehearsal
+	@$(MAKE) --no-print-directory pytest-others
 
 test-fast: lint
 	@$(MAKE) --no-print-directory -j2 --output-sync=target typecheck pytest-fast

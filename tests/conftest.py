@@ -48,8 +48,12 @@ first, so that under xdist the other workers fill the cores meanwhile."""
 
 @functools.cache
 def evaluates_plans(test_file: str) -> bool:
-    """Whether a test file evaluates offline plans (it imports from ``infra.plan``)."""
-    return "infra.plan" in (ROOT / test_file).read_text()
+    """Whether a test file joins the offline plans' scope: it imports from ``infra.plan`` and
+    starts no server (a server-backed file, mostly waiting, runs beside it instead)."""
+    text = (ROOT / test_file).read_text()
+    return "infra.plan" in text and not any(
+        f"pytest.mark.{marker}" in text for marker in set(SERVER_FIXTURES.values())
+    )
 
 
 @pytest.hookimpl(tryfirst=True)

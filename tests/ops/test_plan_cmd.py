@@ -147,36 +147,7 @@ def test_all_table_summarises_each_plan_with_its_counts(
     assert "components not counted" in out
 
 
-def test_all_shows_progress_on_a_terminal() -> None:
-    """stderr on a pseudo-terminal: the progress bar names the plans as they are evaluated."""
-    import pty
-
-    leader, follower = pty.openpty()
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "ops.cli", "plan", "--all", "--phase", "1", "--json"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=follower,
-            timeout=300,
-            check=False,
-        )
-        os.close(follower)
-        seen = b""
-        with contextlib.suppress(OSError):
-            while chunk := os.read(leader, 65536):
-                seen += chunk
-    finally:
-        os.close(leader)
-    assert result.returncode == 0
-    assert [(p["stack"], p["phase"]) for p in json.loads(result.stdout)] == [
-        ("dev", 1),
-        ("prod", 1),
-    ]
-    assert b"planning dev phase 1" in seen
-
-
-# ---- readable through a pipe ---------------------------------------------------------------------
+# ---- a pipe on stdout, a terminal on stderr -----------------------------------------------------
 
 LONG_URN = (
     "urn:pulumi:dev::jobstream::jobstream:consumer:ConsumerService"
@@ -184,29 +155,63 @@ LONG_URN = (
 )
 
 
-def piped(*argv: str) -> str:
-    """A command's stdout through a pipe, in a narrow environment (COLUMNS=80)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "ops.cli", *argv],
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "80"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def run_piped(*argv: str, stderr_on_a_terminal: bool = False) -> tuple[str, str]:
+    """A command in a fresh process, stdout through a pipe, COLUMNS=80 (a narrow terminal's
+    setting), stderr through a pipe or on a pseudo-terminal: (stdout, stderr)."""
+    import pty
+
+    leader, follower = pty.openpty() if stderr_on_a_terminal else (-1, -1)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ops.cli", *argv],
+            cwd=ROOT,
+            env={**os.environ, "COLUMNS": "80"},
+            stdout=subprocess.PIPE,
+            stderr=follower if stderr_on_a_terminal else subprocess.PIPE,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        err = result.stderr or ""
+        if stderr_on_a_terminal:
+            os.close(follower)
+            seen = b""
+            with contextlib.suppress(OSError):
+                while chunk := os.read(leader, 65536):
+                    seen += chunk
+            err = seen.decode(errors="replace")
+    finally:
+        if stderr_on_a_terminal:
+            os.close(leader)
+    assert result.returncode == 0, err
+    return result.stdout, err
 
 
-def test_piped_diff_prints_each_urn_whole_on_its_line() -> None:
-    out = piped("plan", "--stack", "dev", "--diff-from-phase", "2")
+@pytest.fixture(scope="module")
+def diff_through_a_pipe() -> tuple[str, str]:
+    """``jobstream plan --stack dev --diff-from-phase 2`` (two plans): stdout piped, stderr on a
+    terminal."""
+    return run_piped("plan", "--stack", "dev", "--diff-from-phase", "2", stderr_on_a_terminal=True)
+
+
+def test_piped_diff_prints_each_urn_whole_on_its_line(
+    diff_through_a_pipe: tuple[str, str],
+) -> None:
+    out, _ = diff_through_a_pipe
     assert len(LONG_URN) > 80
     assert f"+ {LONG_URN}" in out.splitlines()
     assert '      consumer_modes.kafka: "off" -> "verify"' in out.splitlines()
 
 
+def test_progress_shows_on_a_terminal_when_there_is_more_than_one_plan(
+    diff_through_a_pipe: tuple[str, str],
+) -> None:
+    out, err = diff_through_a_pipe
+    assert "planning dev phase 2" in err
+    assert "planning" not in out
+
+
 def test_piped_cost_table_cuts_no_cell() -> None:
-    out = piped("cost", "--stack", "prod")
+    out, _ = run_piped("cost", "--stack", "prod")
     assert "RDS PostgreSQL db.r6g.large instance hours" in out
     assert "…" not in out
