@@ -1,14 +1,25 @@
 # Set-up: `make plan` (the offline plan of the dev stack) and `make test` (lint, types, tests);
+# `make test-fast` for the edit loop (lint, types, and the tests that start no server);
 # `make rehearse` runs the local migration rehearsal.
-# Both create the virtualenv on first use.
+# Each creates the virtualenv on first use.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 STAMP := $(VENV)/.installed
+# pytest-xdist workers: one more than this 2-core machine's cores, because the server-backed tests
+# spend much of their time waiting (the rehearsal walks the phases on the clock, Kafka group
+# joins). With `--dist loadscope`, tests/conftest.py makes each test file one scope (its module
+# fixtures run once) and all the files that evaluate offline plans one scope (the program is
+# imported and each shared plan evaluated once); scopes go out in collection order, the
+# rehearsal first.
+PYTEST_WORKERS ?= 3
+PYTEST := AWS_EC2_METADATA_DISABLED=true $(BIN)/pytest -q -n $(PYTEST_WORKERS) \
+	--dist loadscope --no-loadscope-reorder
+SERVERLESS := not kafka and not postgres and not moto_server
 
-.PHONY: venv plan test lint typecheck pytest docs rehearse bench image clean
+.PHONY: venv plan test test-fast lint typecheck pytest pytest-fast docs rehearse bench bench-cli image clean
 
 $(STAMP): pyproject.toml runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +42,19 @@ typecheck: $(STAMP)
 	$(BIN)/pyright
 
 pytest: $(STAMP)
-	AWS_EC2_METADATA_DISABLED=true $(BIN)/pytest -q
+	$(PYTEST)
 
-test: lint typecheck pytest
+pytest-fast: $(STAMP)
+	$(PYTEST) -m "$(SERVERLESS)"
+
+# The type check (one process) beside the tests (the rehearsal's scope first: it mostly waits on
+# the clock while the other workers fill the cores); each target's output is printed whole when
+# it ends.
+test: lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=target typecheck pytest
+
+test-fast: lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=target typecheck pytest-fast
 
 # The second main job: the whole migration, locally, on real protocols (moto's server, the
 # Tansu Kafka broker); exits non-zero if any job is lost or applied twice.
@@ -49,6 +70,10 @@ bench: $(STAMP)
 IMAGE ?= localhost/jobstream-ml:dev
 image:
 	IMAGE=$(IMAGE) ./examples/ml-service/build-image.sh
+
+# On demand: the command line's start-up and the offline plan's cost against their floors.
+bench-cli: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_cli
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

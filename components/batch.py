@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import pulumi
@@ -24,6 +23,7 @@ import pulumi_aws as aws
 from components.container_roles import ecs_tasks_role, task_execution_role
 from components.iam import assume_role_policy, policy_document, put_metrics_statement
 from jobstream.contract import env
+from jobstream.contract.choices import ComputeType
 from jobstream.contract.exits import RETRYABLE_EXITS
 from jobstream.contract.metrics import NAMESPACE as METRICS_NAMESPACE
 
@@ -58,17 +58,6 @@ EXIT_ON_EVERYTHING_ELSE: Mapping[str, str] = {"action": "EXIT", "on_reason": "*"
 configuration) and the attempt timeout, fails the job at once: rerunning a job the application
 rejected would only repeat the failure. The failed-jobs capture keeps it."""
 MAX_EVALUATE_ON_EXIT = 5
-
-
-class ComputeType(StrEnum):
-    FARGATE = "FARGATE"
-    FARGATE_SPOT = "FARGATE_SPOT"
-    SPOT = "SPOT"
-    """EC2 Spot instances."""
-
-    @property
-    def is_fargate(self) -> bool:
-        return self in (ComputeType.FARGATE, ComputeType.FARGATE_SPOT)
 
 
 def retry_conditions(compute_type: ComputeType) -> list[dict[str, str]]:

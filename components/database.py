@@ -27,6 +27,7 @@ import pulumi_random as random
 
 from components.iam import assume_role_policy, policy_document
 from components.kms import customer_managed_key
+from jobstream.contract.names import app_user_secret_name
 
 POSTGRES_PORT = 5432
 ENGINE = "postgres"
@@ -57,11 +58,6 @@ def final_snapshot_keepers(
         "kmsKeyId": kms_key_id,
         "storageEncrypted": "true",
     }
-
-
-def app_user_secret_name(proxy_name: str, username: str) -> str:
-    """The app-user secret's name; ``jobstream db-bootstrap`` finds the secret with it."""
-    return f"rds-db-credentials/{proxy_name}/{username}"
 
 
 @dataclass(frozen=True)

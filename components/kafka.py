@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import pulumi
 import pulumi_aws as aws
@@ -28,6 +27,7 @@ import pulumi_kafka as kafka
 
 from components.iam import policy_document
 from components.kms import customer_managed_key
+from jobstream.contract.choices import EnhancedMonitoring, KafkaMode, TopicManager
 
 IAM_PORT = 9098
 """MSK's port for SASL/IAM over TLS."""
@@ -38,25 +38,6 @@ VOLUME_SIZE_PATH = "brokerNodeGroupInfo.storageInfo.ebsStorageInfo.volumeSize"
 """The cluster input that storage auto scaling owns; the cluster ignores changes to it."""
 
 HOUR_MS = 3_600_000
-
-
-class TopicManager(StrEnum):
-    """Who creates the topics: the AWS control plane or a Kafka admin client."""
-
-    AWS = "aws"
-    KAFKA = "kafka"
-
-
-class KafkaMode(StrEnum):
-    PROVISIONED = "provisioned"
-    SERVERLESS = "serverless"
-
-
-class EnhancedMonitoring(StrEnum):
-    DEFAULT = "DEFAULT"
-    PER_BROKER = "PER_BROKER"
-    PER_TOPIC_PER_BROKER = "PER_TOPIC_PER_BROKER"
-    PER_TOPIC_PER_PARTITION = "PER_TOPIC_PER_PARTITION"
 
 
 @dataclass(frozen=True)

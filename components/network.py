@@ -5,23 +5,17 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import pulumi
 import pulumi_aws as aws
 
 from components.iam import assume_role_policy, policy_document
+from jobstream.contract.choices import NatStrategy
 
 SUBNET_BLOCKS_NEWBITS = 3
 """The VPC is cut into 2**3 = 8 equal blocks: public subnets take blocks 0-2 and private subnets
 blocks 4-6 (one each per AZ, up to 3 AZs), so adding an AZ never renumbers an existing subnet."""
 PRIVATE_BLOCK_OFFSET = 4
-
-
-class NatStrategy(StrEnum):
-    NONE = "none"
-    SINGLE = "single"
-    PER_AZ = "per-az"
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,17 @@ Every key under ``jobstream:`` is declared once in ``KEYS`` (name, parser, defau
 README's configuration table is rendered from that declaration, unknown keys are rejected with
 a suggestion, and every bad value raises ``ConfigError`` naming the key, the value it got and
 what is allowed. Components never read config: the stack passes them these plain values.
+
+The program reads its config from the engine (``load``); the offline plan and the operator
+commands read ``Pulumi.<stack>.yaml`` (``read_stack_config``). This module imports neither
+Pulumi nor the components (the choices they take live in ``jobstream.contract.choices``), so a
+command that only needs a stack's region or names never pays for importing the program.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import json
 import re
@@ -17,11 +23,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from components.batch import ComputeType
-from components.kafka import EnhancedMonitoring, KafkaMode, TopicManager
-from components.network import NatStrategy
+import yaml
+
+from jobstream.contract.choices import (
+    ComputeType,
+    EnhancedMonitoring,
+    KafkaMode,
+    NatStrategy,
+    TopicManager,
+)
 from jobstream.contract.names import longest_stack_name, name_problems
 from jobstream.contract.phases import CLEANUP_PHASE, PHASES
 
@@ -1123,6 +1137,107 @@ def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> St
             trigger_latency_breach_percent=v["triggerLatencyBreachPercent"],
         ),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The stack files.
+
+
+class PlanError(RuntimeError):
+    """A stack cannot be planned: its ``Pulumi.<stack>.yaml`` cannot be read (no such stack, a
+    secret value), or the program reported errors (raised by ``infra.plan``)."""
+
+
+def project_dir(start: Path | None = None) -> Path:
+    """The directory holding Pulumi.yaml: searched upwards from ``start`` (or the cwd), then
+    the repository this package was installed from."""
+    candidates: list[Path] = []
+    here = (start or Path.cwd()).resolve()
+    candidates += [here, *here.parents]
+    candidates.append(Path(__file__).resolve().parent.parent)
+    for candidate in candidates:
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    raise PlanError("cannot find Pulumi.yaml in the current directory or its parents")
+
+
+def available_stacks(directory: Path) -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
+
+
+def read_stack_config(stack: str, directory: Path | None = None) -> dict[str, str]:
+    """Flatten ``Pulumi.<stack>.yaml`` into the strings the engine hands a program."""
+    directory = directory or project_dir()
+    path = directory / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        stacks = ", ".join(available_stacks(directory)) or "none"
+        raise PlanError(f"no stack {stack!r}: {path.name} does not exist (stacks: {stacks})")
+    stat = path.stat()
+    return dict(_parsed_stack_file(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed_stack_file(path: str, _mtime_ns: int, _size: int) -> Mapping[str, str]:
+    """A stack file's config, parsed once per version of the file (the offline plan reads it
+    for every plan it evaluates; ``plan --all`` evaluates each stack's five times)."""
+    name = Path(path).name
+    document = _load_yaml(Path(path)) or {}
+    if not isinstance(document, Mapping):
+        raise PlanError(f"{name}: must be a mapping with a 'config' key")
+    config = document.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise PlanError(f"{name}: 'config' must be a mapping of NAMESPACE:KEY to values")
+    raw: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and "secure" in value:
+            raise PlanError(f"{name}: {key} is a secret; the offline plan cannot decrypt it")
+        raw[str(key)] = _config_string(value)
+    return MappingProxyType(raw)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    one silently, so the first value of a duplicated config key would be ignored)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)  # pyright: ignore[reportUnknownMemberType]
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found key {key!r} a second time (first on line {first}); each key may be "
+                    "given once",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(path: Path) -> Any:
+    """The stack file's document; a syntax error or a duplicated key is a ``PlanError`` that
+    names the file and the line (no traceback)."""
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        what = " ".join(p for p in (error.context, error.problem) if p)
+        raise PlanError(f"{path.name}: {where}: {what}") from None
+    except yaml.YAMLError as error:
+        raise PlanError(f"{path.name}: not valid YAML: {error}") from None
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value)
 
 
 def load() -> StackConfig:

@@ -55,6 +55,12 @@ class PlanMocks(pulumi.runtime.Mocks):
         state.setdefault("tagsAll", inputs.get("tags", {}))
         return resource_id, state
 
+    def resource_id(self, type_: str, logical: str, inputs: Mapping[str, Any]) -> str:
+        """The id ``new_resource`` gives the resource of this type, logical name and inputs
+        (what other resources' inputs carry where they reference it, e.g. security groups)."""
+        _, module, kind = _token_parts(type_)
+        return self._resource_id(module, kind, logical, self._physical_name(logical, inputs))
+
     def _physical_name(self, logical: str, inputs: Mapping[str, Any]) -> str:
         for key in ("name", "identifier", "clusterName", "parameterName", "functionName"):
             value = inputs.get(key)

@@ -1,23 +1,14 @@
 """boto3 plumbing shared by the operator commands: one session, cached clients, and the
 translation of AWS errors into a clear message and an exit code (never a traceback).
 
-Exit codes (docs/operations.md):
-
-| code | meaning |
-|---|---|
-| 0 | every check passed (status: the stack is as its phase needs) |
-| 1 | a check failed or could not be decided (cannot-tell) |
-| 2 | usage or configuration error (bad flags, unknown stack, bad routing document) |
-| 3 | cannot reach AWS: no credentials, expired credentials, no network |
-| 4 | AWS denied an API call (AccessDenied): the message names the action |
-| 5 | the stack was never deployed: its routing parameter does not exist |
-| 6 | a resource the command needs does not exist |
+The exit codes and error classes live in ``ops.errors`` (no boto3 there, so parsers and error
+paths stay light); they are re-exported here for the commands that use both.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,23 +19,54 @@ import botocore.loaders
 import botocore.session
 from botocore.config import Config
 
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_USAGE = 2
-EXIT_NO_AWS = 3
-EXIT_ACCESS_DENIED = 4
-EXIT_NOT_DEPLOYED = 5
-EXIT_NOT_FOUND = 6
+from ops.errors import (
+    EXIT_ACCESS_DENIED,
+    EXIT_CHECK_FAILED,
+    EXIT_CODES,
+    EXIT_NO_AWS,
+    EXIT_NOT_DEPLOYED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    AccessDeniedError,
+    CannotTellError,
+    NoAwsAccessError,
+    NotFoundError,
+    OpsError,
+    ResourceMissingError,
+    StackNotDeployedError,
+    UsageError,
+    handles_errors,
+    report_error,
+)
 
-EXIT_CODES: dict[int, str] = {
-    EXIT_OK: "all checks passed",
-    EXIT_CHECK_FAILED: "a check failed or could not be decided (cannot-tell)",
-    EXIT_USAGE: "usage or configuration error",
-    EXIT_NO_AWS: "cannot reach AWS (credentials or network)",
-    EXIT_ACCESS_DENIED: "AWS denied an API call",
-    EXIT_NOT_DEPLOYED: "the stack was never deployed (no routing parameter)",
-    EXIT_NOT_FOUND: "a resource the command needs does not exist",
-}
+__all__ = [
+    "ACCESS_DENIED_CODES",
+    "CREDENTIAL_CODES",
+    "EXIT_ACCESS_DENIED",
+    "EXIT_CHECK_FAILED",
+    "EXIT_CODES",
+    "EXIT_NOT_DEPLOYED",
+    "EXIT_NOT_FOUND",
+    "EXIT_NO_AWS",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "NOT_FOUND_CODES",
+    "AccessDeniedError",
+    "Aws",
+    "CannotTellError",
+    "NoAwsAccessError",
+    "NotFoundError",
+    "OpsError",
+    "ResourceMissingError",
+    "StackNotDeployedError",
+    "UsageError",
+    "aws_call",
+    "error_code",
+    "error_message",
+    "handles_errors",
+    "report_error",
+]
 
 # Error codes AWS services use for "no such resource" (per service, as the APIs return them).
 NOT_FOUND_CODES = frozenset(
@@ -102,64 +124,6 @@ _NETWORK_EXCEPTIONS: tuple[type[Exception], ...] = (
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectionClosedError,
 )
-
-
-class OpsError(Exception):
-    """Stops a command: ``message`` goes to stderr, ``exit_code`` to the shell."""
-
-    exit_code = EXIT_USAGE
-    kind = "usage"
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "message": self.message, "hint": self.hint}
-
-
-class UsageError(OpsError):
-    exit_code = EXIT_USAGE
-    kind = "usage"
-
-
-class NoAwsAccessError(OpsError):
-    exit_code = EXIT_NO_AWS
-    kind = "no-aws-access"
-
-
-class AccessDeniedError(OpsError):
-    exit_code = EXIT_ACCESS_DENIED
-    kind = "access-denied"
-
-
-class StackNotDeployedError(OpsError):
-    exit_code = EXIT_NOT_DEPLOYED
-    kind = "not-deployed"
-
-
-class ResourceMissingError(OpsError):
-    exit_code = EXIT_NOT_FOUND
-    kind = "not-found"
-
-
-class NotFoundError(Exception):
-    """An API said the resource does not exist (probes turn this into 'absent')."""
-
-    def __init__(self, action: str, code: str, message: str) -> None:
-        super().__init__(f"{action}: {code}: {message}")
-        self.action = action
-        self.code = code
-
-
-class CannotTellError(Exception):
-    """The account could not answer this question (API not available, no data, transitional
-    state); the check that asked reports cannot-tell with this reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def error_code(error: botocore.exceptions.ClientError) -> str:
@@ -243,33 +207,3 @@ class Aws:
             )
             self._clients[service] = self.session.client(service, config=config)  # pyright: ignore[reportCallIssue, reportArgumentType]
         return self._clients[service]
-
-
-def handles_errors(fn: Callable[[Any], int]) -> Callable[[Any], int]:
-    """Wrap a command handler: an ``OpsError`` (or a stack config error) becomes its message
-    on stderr (and one JSON object on stdout with ``--json``) and its exit code."""
-    from infra.config import ConfigError
-    from infra.plan import PlanError
-
-    @functools.wraps(fn)
-    def wrapper(args: Any) -> int:
-        try:
-            return fn(args)
-        except OpsError as error:
-            return report_error(args, error)
-        except (ConfigError, PlanError) as error:
-            return report_error(args, UsageError(str(error)))
-
-    return wrapper
-
-
-def report_error(args: Any, error: OpsError) -> int:
-    import json
-    import sys
-
-    if getattr(args, "json", False):
-        print(json.dumps({"error": error.to_json(), "exit_code": error.exit_code}, indent=2))
-    print(f"error: {error.message}", file=sys.stderr)
-    if error.hint:
-        print(f"hint: {error.hint}", file=sys.stderr)
-    return error.exit_code

@@ -15,16 +15,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from infra.config import ComputeType
-from infra.plan import Plan, PlannedResource, run_plan
+from infra import config as config_module
+from jobstream.contract.choices import ComputeType
 from jobstream.contract.names import Names
-from jobstream.contract.phases import CLEANUP_PHASE, PHASES, Route, phase
-from ops.aws_clients import EXIT_OK, UsageError, handles_errors
+from jobstream.contract.phases import PHASES, Route, phase
+from ops.errors import EXIT_OK, UsageError, handles_errors
 from ops.report import console, fmt_money, print_json
 
-CONFIRM_CLEANUP = {"jobstream:confirmCleanup": "true"}
+if TYPE_CHECKING:
+    from infra.plan import Plan, PlannedResource, PlanRequest
+
 DEFAULT_LOG_GB = 1.0
 
 # Series of the messaging library's metrics (namespace Jobstream) that a phase emits: per
@@ -147,7 +149,7 @@ def group_of(plan: Plan, resource: PlannedResource) -> str:
     return top.name if top is not None else "(stack)"
 
 
-Pricer = Callable[["_Ctx", PlannedResource], list[Line]]
+Pricer = Callable[["_Ctx", "PlannedResource"], list[Line]]
 
 
 @dataclass(frozen=True)
@@ -571,9 +573,16 @@ def assumptions_for(plan: Plan, args: argparse.Namespace) -> Assumptions:
     )
 
 
-def plan_for(stack: str, number: int) -> Plan:
-    overrides = CONFIRM_CLEANUP if number == CLEANUP_PHASE else None
-    return run_plan(stack, phase=number, overrides=overrides)
+def plan_requests(stack: str) -> list[PlanRequest]:
+    """The plans the estimate needs, one per phase: the stack as configured at its own phase,
+    every other phase with ``--phase``-style overrides (phase 5 with ``confirmCleanup``)."""
+    from infra.plan import PlanRequest, cleanup_confirmed
+
+    own = config_module.parse(config_module.read_stack_config(stack), stack=stack).phase
+    return [
+        PlanRequest(stack) if n == own else PlanRequest(stack, n, cleanup_confirmed(n))
+        for n in PHASES
+    ]
 
 
 # ---- the command ----------------------------------------------------------------------------
@@ -622,14 +631,15 @@ def _non_negative_int(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.log_gb < 0:
         raise UsageError("--log-gb must be 0 or more")
+    from ops.plan_cmd import evaluate
+
     prices = load_prices()
-    base = run_plan(args.stack)
+    requests = plan_requests(args.stack)
+    plans = evaluate(requests)  # in this process, one after the other; progress on a terminal
+    base = next(p for r, p in zip(requests, plans, strict=True) if r.phase is None)
     detail_phase = args.phase or base.phase
     assumptions = assumptions_for(base, args)
-    estimates = {
-        n: estimate(base if n == base.phase else plan_for(args.stack, n), assumptions, prices)
-        for n in PHASES
-    }
+    estimates = {p.phase: estimate(p, assumptions, prices) for p in plans}
     detail = estimates[detail_phase]
     phase_one = estimates[PHASES[0]].total
     summary = [

@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jobstream.contract.names import app_user_secret_name
 from ops.aws_clients import (
     EXIT_CHECK_FAILED,
     EXIT_NO_AWS,
@@ -429,8 +430,6 @@ def _true(cur: psycopg.Cursor[Any]) -> bool:
 
 @handles_errors
 def run(args: argparse.Namespace) -> int:
-    from components.database import app_user_secret_name
-
     ctx = open_stack(args)
     db = ctx.cfg.database
     role = db.app_username

@@ -37,7 +37,6 @@ from ops.dead_letters import (
 from ops.live import (
     LiveStack,
     add_stack_arguments,
-    exit_codes_epilog,
     handles_errors,
     open_live_stack,
     read_routing,
@@ -46,11 +45,6 @@ from ops.report import console, fmt_int, print_json
 
 DEFAULT_SAMPLE = 10
 DEFAULT_LIMIT = 1000
-
-EPILOG = exit_codes_epilog(
-    "parked: exit 0 when nothing is parked in any place; 1 when something is parked or a place\n"
-    "cannot be read (cannot-tell)."
-)
 
 
 def register(subparsers: Any) -> None:
@@ -62,7 +56,6 @@ def register(subparsers: Any) -> None:
             "job ids with their reasons. Consumes nothing: SQS messages are made visible again "
             "as soon as they are read; the Kafka topic is read without a consumer group."
         ),
-        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_stack_arguments(parser)

@@ -1,18 +1,31 @@
-"""``jobstream plan``: every resource of a stack and phase, offline (Pulumi's mock engine)."""
+"""``jobstream plan``: every resource of a stack and phase, offline (Pulumi's mock engine).
+
+``--all`` evaluates every stack at every phase in this one process: the program and the
+pulumi_aws modules are imported once, so each plan after the first costs its evaluation only.
+``cost`` plans through the same ``evaluate``.
+
+Counts: a plan's resources are what a deployment creates (the cloud resources and the AWS
+provider); components are logical groups, counted apart. The table, the diff and the diagram
+count the same way.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from infra.config import ConfigError
-from infra.plan import Plan, PlanDiff, PlanError, diff_plans, group_counts, mermaid, run_plan
-from jobstream.contract.phases import PHASES, phase
+from jobstream.contract.phases import CLEANUP_PHASE, PHASES, phase
+from ops.errors import EXIT_OK, UsageError, handles_errors
+from ops.report import console
+
+if TYPE_CHECKING:
+    from infra.plan import Plan, PlanDiff, PlanRequest
 
 
 def register(subparsers: Any) -> None:
@@ -24,11 +37,25 @@ def register(subparsers: Any) -> None:
             "mock engine and show the resources it declares."
         ),
     )
-    parser.add_argument("--stack", required=True, help="stack name (reads Pulumi.<stack>.yaml)")
     parser.add_argument(
-        "--phase", type=int, choices=PHASES, help="evaluate at this phase instead of the stack's"
+        "--stack", help="stack name (reads Pulumi.<stack>.yaml); with --all, only this stack"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help=(
+            "every stack (each Pulumi.<stack>.yaml) at every phase, in one process: a summary "
+            "table, or a JSON array of plans with --json; phase 5 with "
+            "jobstream:confirmCleanup=true"
+        ),
+    )
+    parser.add_argument(
+        "--phase",
+        type=int,
+        choices=PHASES,
+        help="evaluate at this phase instead of the stack's (with --all: only this phase)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object (or array)")
     parser.add_argument(
         "--diff-from-phase",
         type=int,
@@ -54,45 +81,118 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or ":" not in key:
-            raise PlanError(f"--set {pair!r}: expected NAMESPACE:KEY=VALUE, e.g. jobstream:phase=2")
+            raise UsageError(
+                f"--set {pair!r}: expected NAMESPACE:KEY=VALUE, e.g. jobstream:phase=2"
+            )
         out[key] = value
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True)
+def evaluate(requests: Sequence[PlanRequest]) -> list[Plan]:
+    """Evaluate the plans in this process, in order; with a progress bar on stderr when there
+    is more than one and stderr is a terminal (nothing is drawn on a pipe). A stack config
+    error names the stack (and phase) it came from."""
+    from infra.plan import run_plans
+
+    current: list[PlanRequest] = []
+
+    def started(request: PlanRequest) -> None:
+        current[:] = [request]
+
+    err = console(stderr=True)
     try:
-        overrides = _overrides(args.set)
-        plan = run_plan(args.stack, phase=args.phase, overrides=overrides)
-        old = None
-        if args.diff_from_phase is not None:
-            old = run_plan(args.stack, phase=args.diff_from_phase, overrides=overrides)
+        if len(requests) < 2 or not err.is_terminal:
+            return run_plans(requests, started=started)
+        return _with_progress(requests, started)
     except ConfigError as error:
-        err.print(f"[bold red]error:[/] stack {args.stack!r}: {error}", highlight=False)
-        return 2
-    except PlanError as error:
-        err.print(f"[bold red]error:[/] {error}", highlight=False)
-        return 2
+        where = f"stack {current[0].stack!r}"
+        if current[0].phase is not None:
+            where += f" at phase {current[0].phase}"
+        raise UsageError(f"{where}: {error}") from None
+
+
+def _with_progress(
+    requests: Sequence[PlanRequest], started: Callable[[PlanRequest], None]
+) -> list[Plan]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from infra.plan import run_plans
+
+    with Progress(
+        TextColumn("planning {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=len(requests))
+
+        def start(request: PlanRequest) -> None:
+            started(request)
+            progress.update(task, description=request.label)
+
+        return run_plans(
+            requests, started=start, finished=lambda _request, _plan: progress.advance(task)
+        )
+
+
+@handles_errors
+def run(args: argparse.Namespace) -> int:
+    from infra.plan import PlanRequest, diff_plans, every_plan, mermaid
+
+    overrides = _overrides(args.set)
+    if args.all:
+        if args.diff_from_phase is not None or args.graph:
+            raise UsageError("--all prints every plan; --diff-from-phase and --graph take one")
+        requests = [
+            PlanRequest(r.stack, r.phase, {**r.overrides, **overrides})
+            for r in every_plan(
+                [args.stack] if args.stack else None,
+                [args.phase] if args.phase is not None else PHASES,
+            )
+        ]
+        plans = evaluate(requests)
+        if args.json:
+            print(json.dumps([p.to_json() for p in plans], indent=2, sort_keys=True))
+        else:
+            _print_summary(plans, cleanup_assumed=any(r.phase == CLEANUP_PHASE for r in requests))
+        return EXIT_OK
+    if not args.stack:
+        raise UsageError("--stack is required (or --all for every stack)")
+
+    requests = [PlanRequest(args.stack, args.phase, overrides)]
+    if args.diff_from_phase is not None:
+        requests.append(PlanRequest(args.stack, args.diff_from_phase, overrides))
+    plan, *before = evaluate(requests)
 
     if args.graph == "mermaid":
         sys.stdout.write(mermaid(plan))
-        return 0
-    if old is not None:
-        diff = diff_plans(old, plan)
+        return EXIT_OK
+    if before:
+        diff = diff_plans(before[0], plan)
         if args.json:
             print(json.dumps({"stack": plan.stack, **diff.to_json()}, indent=2, sort_keys=True))
         else:
             _print_diff(plan, diff)
-        return 0
+        return EXIT_OK
     if args.json:
         print(json.dumps(plan.to_json(), indent=2, sort_keys=True))
     else:
         _print_table(plan)
-    return 0
+    return EXIT_OK
+
+
+def _resources(n: int) -> str:
+    return f"{n} resource" if n == 1 else f"{n} resources"
 
 
 def _print_table(plan: Plan) -> None:
-    console = Console()
+    from rich.table import Table
+
+    from infra.plan import group_counts
+
+    out = console()
     current = phase(plan.phase)
     table = Table(
         title=f"jobstream plan: stack {plan.stack}, phase {current.label}", show_lines=True
@@ -100,19 +200,52 @@ def _print_table(plan: Plan) -> None:
     table.add_column("component")
     table.add_column("resources", justify="right")
     table.add_column("types")
-    total = 0
     for name, _type, counts in group_counts(plan):
-        n = sum(counts.values())
-        total += n
-        table.add_row(name, str(n), "\n".join(f"{c} x {_short_type(t)}" for t, c in counts.items()))
-    console.print(table)
+        table.add_row(
+            escape(name),
+            str(sum(counts.values())),
+            "\n".join(f"{c} x {_short_type(t)}" for t, c in counts.items()),
+        )
+    out.print(table)
     protected = sum(1 for r in plan.resources if r.protect)
-    console.print(
-        f"{total} resources in {len(plan.components())} components; {protected} protected. "
+    out.print(
+        f"{_resources(len(plan.custom_resources()))} in {len(plan.components())} components "
+        f"(the AWS provider included, the components not counted); {protected} protected. "
         f"Publish to: {' + '.join(r.value for r in current.publish_targets)}; consumers: "
         + ", ".join(f"{r.value}={m.value}" for r, m in current.consumer_modes.items()),
-        highlight=False,
+        markup=False,
     )
+
+
+def _print_summary(plans: Sequence[Plan], *, cleanup_assumed: bool) -> None:
+    from rich.table import Table
+
+    out = console()
+    table = Table(title="jobstream plan: every stack and phase", title_justify="left")
+    for column in ("stack", "phase", "resources", "components", "protected", "publish to"):
+        table.add_column(
+            column,
+            justify="right" if column in ("resources", "components", "protected") else "left",
+        )
+    table.add_column("consumers")
+    for plan in plans:
+        current = phase(plan.phase)
+        table.add_row(
+            escape(plan.stack),
+            current.label,
+            str(len(plan.custom_resources())),
+            str(len(plan.components())),
+            str(sum(1 for r in plan.resources if r.protect)),
+            " + ".join(r.value for r in current.publish_targets),
+            ", ".join(f"{r.value}={m.value}" for r, m in current.consumer_modes.items()),
+        )
+    out.print(table)
+    note = (
+        "resources: what a deployment creates (the AWS provider included, components not counted)"
+    )
+    if cleanup_assumed:
+        note += "; phase 5 evaluated with jobstream:confirmCleanup=true"
+    out.print(note, markup=False)
 
 
 def _short_type(type_: str) -> str:
@@ -121,40 +254,56 @@ def _short_type(type_: str) -> str:
     return f"{package}:{module.split('/')[0]}:{kind}" if kind else type_
 
 
-def _short(urn: str) -> str:
-    return urn.split("::", 2)[-1]
-
-
 def _print_diff(plan: Plan, diff: PlanDiff) -> None:
-    console = Console()
-    console.print(
+    from infra.plan import is_structured
+
+    out = console()
+    counts = diff.counts()
+    res, comps = counts["resources"], counts["components"]
+    after = len(plan.custom_resources())
+    component_note = ", ".join(
+        f"{n} {what}"
+        for what, n in (("to add", comps["added"]), ("to remove", comps["removed"]))
+        if n
+    )
+    out.print(
         f"stack {plan.stack}: phase {diff.from_phase} -> {diff.to_phase}: "
-        f"{len(diff.added)} to add, {len(diff.removed)} to remove, {len(diff.changed)} to change, "
-        f"{diff.unchanged} unchanged",
-        highlight=False,
+        f"{_resources(res['added'])} to add, {res['removed']} to remove, "
+        f"{res['changed']} to change, {res['unchanged']} unchanged; "
+        f"{_resources(after)} at phase {diff.to_phase} (the AWS provider included, components "
+        f"not counted" + (f"; components: {component_note}" if component_note else "") + ")",
+        markup=False,
     )
     for r in sorted(diff.added, key=lambda r: r.urn):
-        console.print(f"[green]+ {_short(r.urn)}[/]", highlight=False)
+        kind = "" if r.custom else "  (component)"
+        out.print(f"[green]+ {escape(r.urn)}[/]{kind}")
     for r in sorted(diff.removed, key=lambda r: r.urn):
+        kind = "" if r.custom else "  (component)"
         note = (
             "  [bold red](protected: needs `pulumi state unprotect` first)[/]" if r.protect else ""
         )
-        console.print(f"[red]- {_short(r.urn)}[/]{note}", highlight=False)
+        out.print(f"[red]- {escape(r.urn)}[/]{kind}{note}")
     for change in diff.changed:
-        console.print(f"[yellow]~ {_short(change.urn)}[/]", highlight=False)
+        out.print(f"[yellow]~ {escape(change.urn)}[/]")
         if change.replacement is not None:
-            console.print(f"    [bold red]{change.replacement.marker}[/]", highlight=False)
+            out.print(f"    [bold red]{escape(change.replacement.marker)}[/]")
         for key, (old, new) in change.keys.items():
-            console.print(f"    {key}: {_brief(old)} -> {_brief(new)}", highlight=False)
+            if not (is_structured(old) and is_structured(new)):
+                out.print(f"    {key}: {_show(old)} -> {_show(new)}", markup=False)
+                continue
+            out.print(f"    {key}{' (JSON)' if isinstance(old, str) else ''}:", markup=False)
+            for inner in change.value_changes(key):
+                old_text = "(absent)" if inner.added else _show(inner.old)
+                new_text = "(absent)" if inner.removed else _show(inner.new)
+                out.print(f"      {inner.path or '(all)'}: {old_text} -> {new_text}", markup=False)
     blockers = [c for c in diff.changed if c.replacement is not None]
     if blockers:
-        console.print(
+        out.print(
             f"[bold red]{len(blockers)} blocker(s): a stateful resource would be replaced; "
-            "see docs/database-batch.md before `pulumi up`[/]",
-            highlight=False,
+            "see docs/database-batch.md before `pulumi up`[/]"
         )
 
 
-def _brief(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-    return text if len(text) <= 120 else text[:117] + "..."
+def _show(value: Any) -> str:
+    """A value as JSON (strings quoted), whole."""
+    return json.dumps(value, sort_keys=True)

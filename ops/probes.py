@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from infra import config as config_module
-from infra.plan import read_stack_config
+from infra.config import read_stack_config
 from jobstream.contract import metrics as m
 from jobstream.contract.names import Names
 from ops.aws_clients import (

@@ -70,17 +70,16 @@ from ops.dead_letters import (
     queue_arn,
     queue_url,
 )
+from ops.errors import EXIT_INTERRUPTED
 from ops.live import (
     LiveStack,
     add_stack_arguments,
-    exit_codes_epilog,
     handles_errors,
     open_live_stack,
     read_routing,
 )
 from ops.report import console, print_json
 
-EXIT_INTERRUPTED = 130
 DEFAULT_LIMIT = 10_000
 MOVE_VISIBILITY_SECONDS = 300
 """How long a message being copied stays invisible at most (released at the end of the run)."""
@@ -90,14 +89,6 @@ MOVE_TASK_POLL_SECONDS = 1.0
 TABLE_ROWS = 50
 """Jobs listed by name in the table (``--json`` lists them all)."""
 KAFKA_DELIVERY_TIMEOUT_SECONDS = 30.0
-
-EPILOG = exit_codes_epilog(
-    "redrive: exit 0 when every selected message that can be moved was moved (poison and\n"
-    "no-body messages stay parked and are listed); 1 when a copy was not accepted or a place\n"
-    "cannot be read (nothing is deleted that was not copied); 2 also when confirmation is needed\n"
-    "and stdin is not a terminal (pass --yes); 6 when the source place or the target route does\n"
-    "not exist; 130 when interrupted (rerun to continue: nothing moved is moved twice)."
-)
 
 
 def register(subparsers: Any) -> None:
@@ -109,7 +100,6 @@ def register(subparsers: Any) -> None:
             "while it exists) or the Kafka jobs topic (phase 5), with their envelope unchanged, "
             "so the idempotency ledger still applies each job once."
         ),
-        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_stack_arguments(parser)

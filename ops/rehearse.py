@@ -18,20 +18,9 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ops.aws_clients import EXIT_CODES
+from ops.errors import EXIT_CHECK_FAILED
 
-EXIT_LOST = 1
-
-EPILOG = "exit status:\n" + "\n".join(
-    f"  {code}  {meaning}"
-    for code, meaning in {
-        0: "every published job applied exactly once, what was parked is what the faults park, "
-        "every gate passed",
-        1: "a job lost or applied twice, a parked job unexplained or missing, or a gate that "
-        "never passed",
-        2: EXIT_CODES[2],
-    }.items()
-)
+EXIT_LOST = EXIT_CHECK_FAILED
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +31,6 @@ def register(subparsers: Any) -> None:
         "rehearse",
         help="run the whole migration locally on the stack's own resources, with real faults",
         description=__doc__,
-        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

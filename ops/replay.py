@@ -26,7 +26,6 @@ from jobstream.messaging.publishers import KafkaPublisher, RepairEntry, RepairLo
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, ResourceMissingError, UsageError
 from ops.live import (
     add_stack_arguments,
-    exit_codes_epilog,
     handles_errors,
     open_live_stack,
     read_routing,
@@ -34,13 +33,6 @@ from ops.live import (
 from ops.report import console, print_json
 
 DEFAULT_DELIVERY_TIMEOUT_SECONDS = 30.0
-
-EPILOG = exit_codes_epilog(
-    "replay: exit 0 when every copy it replayed reached Kafka and was counted (or there was\n"
-    "nothing to replay); 1 when some copies still fail (they stay in the log) or the\n"
-    "SecondaryPublishRepaired metric could not be sent; 2 when the repair log does not exist;\n"
-    "6 when the phase in force has no Kafka brokers."
-)
 
 
 def register(subparsers: Any) -> None:
@@ -53,7 +45,6 @@ def register(subparsers: Any) -> None:
             "died), count each delivered one in SecondaryPublishRepaired, and remove only "
             "those from the log."
         ),
-        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_stack_arguments(parser)

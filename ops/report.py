@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, CannotTellError
+from ops.errors import EXIT_CHECK_FAILED, EXIT_OK, CannotTellError
 
 
 class Verdict(StrEnum):
@@ -109,8 +109,22 @@ def key_value_table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
     return table
 
 
-def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+UNWRAPPED_WIDTH = 100_000
+"""The width a console gets off a terminal: wider than any line the commands print, so rich
+never wraps a line nor folds or cuts a table cell (a table still takes only the width it needs)."""
+
+
+def console(*, stderr: bool = False) -> Console:
+    """The console the commands print to. On a terminal it fits the terminal (long cells wrap
+    inside their column). Anywhere else (a pipe, a file, a test's capture) nothing is wrapped
+    or cut: a URN or a cell value is printed whole, on one line, without colour codes. Never
+    emoji codes: ``jobstream:a:A`` stays as written."""
+    terminal = Console(highlight=False, emoji=False, soft_wrap=False, stderr=stderr)
+    if terminal.is_terminal:
+        return terminal
+    return Console(
+        highlight=False, emoji=False, soft_wrap=True, width=UNWRAPPED_WIDTH, stderr=stderr
+    )
 
 
 def print_json(document: dict[str, Any]) -> None:

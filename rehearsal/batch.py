@@ -320,18 +320,25 @@ class BatchStandIn:
 
     # ---- faults and state -------------------------------------------------------------------
 
-    def interrupt_random(self, rng: Any) -> str | None:
-        """SIGKILL a running attempt at a random moment (a Spot reclaim); its job id or None."""
-        with self._lock:
-            running = [j for j in self._running.values() if j.pid and j.pid > 0]
-        if not running:
-            return None
-        job = rng.choice(running)
-        try:
-            os.kill(job.pid or -1, signal.SIGKILL)
-        except ProcessLookupError:
-            return None
-        return job.job_id
+    def interrupt_random(self, rng: Any, *, wait_seconds: float = 0.0) -> str | None:
+        """SIGKILL a running attempt (a Spot reclaim): the first moment within ``wait_seconds``
+        that one runs (attempts last tens of milliseconds here, so a single look often finds
+        none); its job id, or None when none ran."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            with self._lock:
+                running = [j for j in self._running.values() if j.pid and j.pid > 0]
+            if running:
+                job = rng.choice(running)
+                try:
+                    os.kill(job.pid or -1, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # it ended between the look and the kill: look again
+                else:
+                    return job.job_id
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
 
     def busy(self) -> int:
         """Jobs submitted and not finished (SUBMITTED ... RUNNING)."""

@@ -582,7 +582,7 @@ class Rehearsal:
                 log.warning("fault %s failed: %r", getattr(fault, "__name__", fault), exc)
 
     def _interrupt_batch_job(self) -> None:
-        job = self.batch.interrupt_random(self.rng)
+        job = self.batch.interrupt_random(self.rng, wait_seconds=0.1 * self.config.step_seconds)
         if job is not None:
             self.faults.note(
                 "batch-job-sigkill", f"SIGKILL of Batch job {job} (Spot interruption)", self._step

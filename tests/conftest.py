@@ -5,13 +5,18 @@ stopped by PID at the end."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infra.plan import PlanSet
 from rehearsal.servers import LocalPostgres, MotoServer, TansuBroker, use_dummy_aws_credentials
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Set before any boto3 client exists: dummy credentials, a fixed region, no IMDS probing.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -19,6 +24,71 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# moto's EC2 backend (which RDS and Batch bring up) would otherwise load its ~40k default AMIs
+# every time mock_aws starts one: ~0.2 s a test, and no test uses an AMI.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+SERVER_FIXTURES: dict[str, str] = {
+    "moto_server": "moto_server",
+    "kafka_broker": "kafka",
+    "postgres_server": "postgres",
+    "tls_postgres": "postgres",
+    "postgres": "postgres",  # tests/ops/test_db_bootstrap.py's own TLS-only server
+}
+"""Fixture that starts a local server -> the marker every test using it must carry, so that
+``make test-fast`` (``-m "not kafka and not postgres and not moto_server"``) runs no server."""
+
+
+PLANS_SCOPE = "offline plans"
+WAITS_FIRST = ("tests/rehearsal/test_rehearse.py",)
+"""Files whose tests mostly wait (the rehearsal walks the phases on the clock for ~30 s): run
+first, so that under xdist the other workers fill the cores meanwhile."""
+
+
+@functools.cache
+def evaluates_plans(test_file: str) -> bool:
+    """Whether a test file joins the offline plans' scope: it imports from ``infra.plan`` and
+    starts no server (a server-backed file, mostly waiting, runs beside it instead)."""
+    text = (ROOT / test_file).read_text()
+    return "infra.plan" in text and not any(
+        f"pytest.mark.{marker}" in text for marker in set(SERVER_FIXTURES.values())
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = [
+        f"{item.nodeid} uses the {fixture} fixture but is not marked {marker}"
+        for item in items
+        for fixture, marker in SERVER_FIXTURES.items()
+        if fixture in getattr(item, "fixturenames", ()) and item.get_closest_marker(marker) is None
+    ]
+    if missing:
+        raise pytest.UsageError("server-backed tests without their marker:\n" + "\n".join(missing))
+
+    def order(item: pytest.Item) -> int:
+        test_file = item.nodeid.split("::")[0]
+        return 0 if test_file in WAITS_FIRST else 1 if evaluates_plans(test_file) else 2
+
+    items.sort(key=order)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--dist loadscope``: one scope per test file (its module fixtures run once), and one
+    for all the files that evaluate offline plans, so that one worker imports the program and
+    evaluates each plan of ``plans`` once for all of them. Scopes go out in collection order
+    (``--no-loadscope-reorder``), the rehearsal first."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            test_file = nodeid.split("::")[0]
+            return PLANS_SCOPE if evaluates_plans(test_file) else test_file
+
+    return FileScopes(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 from components.batch import ComputeType
 from components.container_roles import ecr_repository_arn
 from infra.config import ComputeType as ConfigComputeType
-from infra.plan import Plan, PlanSet, diff_plans, iter_policy_documents, run_plan
+from infra.plan import Plan, PlanSet, diff_plans, iter_policy_documents
 from jobstream.contract.exits import WorkerExit
 from tests.components.conftest import (
     EGRESS,
@@ -138,8 +138,8 @@ def test_job_queue_points_at_the_compute_environment(dev: Plan) -> None:
     assert queue.inputs["name"] == "jobstream-dev-jobs", queue.urn
 
 
-def test_spot_compute_uses_ec2_instances_with_an_instance_profile() -> None:
-    plan = run_plan("dev", phase=1, overrides={"jobstream:computeType": "SPOT"})
+def test_spot_compute_uses_ec2_instances_with_an_instance_profile(plans: PlanSet) -> None:
+    plan = plans.get("dev", phase=1, overrides={"jobstream:computeType": "SPOT"})
     resources = plan.one(COMPUTE, "batch-compute").inputs["computeResources"]
     assert resources["type"] == "SPOT"
     assert resources["allocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
@@ -216,10 +216,10 @@ def test_job_definition_uses_the_execution_and_job_roles(dev: Plan) -> None:
     assert c["jobRoleArn"] == "arn:aws:iam::123456789012:role/batch-job"
 
 
-def test_job_attempt_timeout_comes_from_config(dev: Plan) -> None:
+def test_job_attempt_timeout_comes_from_config(plans: PlanSet, dev: Plan) -> None:
     definition = dev.one(JOB_DEFINITION, "batch-ml")
     assert definition.inputs["timeout"] == {"attemptDurationSeconds": 1800}, definition.urn
-    other = run_plan("dev", phase=1, overrides={"jobstream:jobTimeoutSeconds": "900"})
+    other = plans.get("dev", phase=1, overrides={"jobstream:jobTimeoutSeconds": "900"})
     assert other.one(JOB_DEFINITION).inputs["timeout"] == {"attemptDurationSeconds": 900}
 
 
@@ -228,11 +228,11 @@ def test_job_attempt_timeout_comes_from_config(dev: Plan) -> None:
     [("FARGATE", None), ("FARGATE_SPOT", "Your Spot Task was interrupted*"), ("SPOT", "Host EC2*")],
 )
 def test_retry_strategy_retries_infrastructure_failures_and_exits_on_application_ones(
-    compute: str, host_loss: str | None
+    plans: PlanSet, compute: str, host_loss: str | None
 ) -> None:
     """AWS Batch: at most 5 evaluateOnExit entries; a job matching none is retried, so the last
     entry exits on everything. The worker's TEMPORARY exit (75) is the one exit code retried."""
-    plan = run_plan("dev", phase=1, overrides={"jobstream:computeType": compute})
+    plan = plans.get("dev", phase=1, overrides={"jobstream:computeType": compute})
     strategy = plan.one(JOB_DEFINITION, "batch-ml").inputs["retryStrategy"]
     assert strategy["attempts"] == 3
     rules = strategy["evaluateOnExits"]
@@ -300,9 +300,9 @@ def test_pipe_role_reads_only_the_job_queue_and_submits_only_to_this_batch_queue
     )
 
 
-def test_pipe_may_decrypt_the_queue_when_it_has_a_kms_key() -> None:
+def test_pipe_may_decrypt_the_queue_when_it_has_a_kms_key(plans: PlanSet) -> None:
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    plan = run_plan("dev", phase=1, overrides={"jobstream:queueKmsKeyArn": key})
+    plan = plans.get("dev", phase=1, overrides={"jobstream:queueKmsKeyArn": key})
     statements = json.loads(plan.one(ROLE_POLICY, "batch-pipe").inputs["policy"])["Statement"]
     (decrypt,) = [s for s in statements if s["Sid"] == "DecryptJobQueue"]
     assert (decrypt["Action"], decrypt["Resource"]) == ("kms:Decrypt", key)
@@ -339,8 +339,10 @@ resource type for them): ``*`` is the only resource they take."""
 
 
 @pytest.mark.parametrize("compute", ["FARGATE_SPOT", "SPOT"])
-def test_batch_and_database_policies_name_their_actions_and_resources(compute: str) -> None:
-    plan = run_plan("dev", phase=1, overrides={"jobstream:computeType": compute})
+def test_batch_and_database_policies_name_their_actions_and_resources(
+    plans: PlanSet, compute: str
+) -> None:
+    plan = plans.get("dev", phase=1, overrides={"jobstream:computeType": compute})
     checked = 0
     for resource, key, document in iter_policy_documents(plan):
         if not (in_component(plan, resource, BATCH) or in_component(plan, resource, DATABASE)):

@@ -10,7 +10,7 @@ import pytest
 from components.container_roles import ecr_repository_arn
 from infra import mocks
 from infra.mocks import ACCOUNT_ID
-from infra.plan import Plan, PlannedResource, PlanSet, run_plan
+from infra.plan import Plan, PlannedResource, PlanSet
 from jobstream.contract.names import Names
 
 SERVICE = "aws:ecs/service:Service"
@@ -240,8 +240,8 @@ def test_provisioned_cluster_scales_on_consumer_lag_per_task(dev3: Plan) -> None
     assert "lag / tasks" in returned[0]["expression"]
 
 
-def test_serverless_cluster_scales_on_cpu() -> None:
-    plan = run_plan(
+def test_serverless_cluster_scales_on_cpu(plans: PlanSet) -> None:
+    plan = plans.get(
         "dev", phase=3, overrides={"jobstream:kafkaMode": "serverless", "jobstream:kafka": "kafka"}
     )
     spec = tracking(plan)
@@ -270,8 +270,8 @@ def test_lag_scaling_has_a_cpu_target_tracking_backstop(dev3: Plan) -> None:
     assert cpu.inputs["name"] != lag.inputs["name"], cpu.urn
 
 
-def test_serverless_cluster_has_the_cpu_policy_only() -> None:
-    plan = run_plan(
+def test_serverless_cluster_has_the_cpu_policy_only(plans: PlanSet) -> None:
+    plan = plans.get(
         "dev", phase=3, overrides={"jobstream:kafkaMode": "serverless", "jobstream:kafka": "kafka"}
     )
     assert set(scaling_policies(plan)) == {"consumer-scaling"}

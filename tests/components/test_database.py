@@ -56,8 +56,8 @@ def dev(plans: PlanSet) -> Plan:
 
 
 @pytest.fixture(scope="module")
-def existing() -> Plan:
-    return run_plan("dev", phase=1, overrides={"jobstream:existingDbInstanceId": EXISTING})
+def existing(plans: PlanSet) -> Plan:
+    return plans.get("dev", phase=1, overrides={"jobstream:existingDbInstanceId": EXISTING})
 
 
 # ---- the instance ----------------------------------------------------------------------------
@@ -205,8 +205,8 @@ def test_proxy_role_is_assumable_by_rds_in_this_account_only(dev: Plan) -> None:
     assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
 
 
-def test_pool_and_idle_timeout_settings_come_from_config() -> None:
-    plan = run_plan(
+def test_pool_and_idle_timeout_settings_come_from_config(plans: PlanSet) -> None:
+    plan = plans.get(
         "dev",
         phase=1,
         overrides={
@@ -416,8 +416,8 @@ def test_app_user_secret_is_named_for_the_proxy_and_the_user(dev: Plan) -> None:
     assert in_component(dev, secret, DATABASE), f"{secret.urn} is not under the database"
 
 
-def test_app_user_follows_the_db_app_username_key() -> None:
-    plan = run_plan("dev", phase=1, overrides={"jobstream:dbAppUsername": "ml_writer"})
+def test_app_user_follows_the_db_app_username_key(plans: PlanSet) -> None:
+    plan = plans.get("dev", phase=1, overrides={"jobstream:dbAppUsername": "ml_writer"})
     secret = plan.one(SECRET, "database-app-user")
     assert secret.inputs["name"] == "rds-db-credentials/jobstream-dev-db-proxy/ml_writer"
     app_user = plan.one(PROXY, "database-proxy").inputs["auths"][1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from infra.plan import Plan, PlannedResource, PlanSet, run_plan
+from infra.plan import Plan, PlannedResource, PlanSet
 from tests.components.conftest import in_component
 
 QUEUE = "aws:sqs/queue:Queue"
@@ -52,9 +52,9 @@ def test_queues_are_encrypted_with_sqs_managed_keys_by_default(plans: PlanSet) -
         assert q.inputs.get("sqsManagedSseEnabled") is True, f"{q.urn} is not encrypted at rest"
 
 
-def test_queues_use_the_kms_key_when_one_is_given() -> None:
+def test_queues_use_the_kms_key_when_one_is_given(plans: PlanSet) -> None:
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    plan = run_plan("dev", phase=1, overrides={"jobstream:queueKmsKeyArn": key})
+    plan = plans.get("dev", phase=1, overrides={"jobstream:queueKmsKeyArn": key})
     for q in job_queues(plan):
         assert q.inputs["kmsMasterKeyId"] == key, q.urn
         assert "sqsManagedSseEnabled" not in q.inputs, q.urn
@@ -65,8 +65,8 @@ def test_queues_long_poll_for_20_seconds(plans: PlanSet) -> None:
         assert q.inputs["receiveWaitTimeSeconds"] == 20, q.urn
 
 
-def test_visibility_timeout_and_retention_come_from_config() -> None:
-    plan = run_plan(
+def test_visibility_timeout_and_retention_come_from_config(plans: PlanSet) -> None:
+    plan = plans.get(
         "dev",
         phase=1,
         overrides={

@@ -137,8 +137,8 @@ def test_broker_logs_go_to_a_log_group_with_retention(dev3: Plan) -> None:
     assert group.inputs["retentionInDays"] == dev3.config.log_retention_days == 14
 
 
-def test_enhanced_monitoring_level_comes_from_config() -> None:
-    plan = run_plan("dev", phase=2, overrides={"jobstream:kafkaEnhancedMonitoring": "PER_BROKER"})
+def test_enhanced_monitoring_level_comes_from_config(plans: PlanSet) -> None:
+    plan = plans.get("dev", phase=2, overrides={"jobstream:kafkaEnhancedMonitoring": "PER_BROKER"})
     assert plan.one(CLUSTER).inputs["enhancedMonitoring"] == "PER_BROKER"
 
 
@@ -171,9 +171,10 @@ def test_configuration_has_no_input_that_forces_replacement(dev3: Plan) -> None:
 
 
 def test_changing_a_broker_property_updates_the_same_configuration_in_place(
+    plans: PlanSet,
     dev3: Plan,
 ) -> None:
-    changed = run_plan("dev", phase=3, overrides={"jobstream:topicRetentionHours": "72"})
+    changed = plans.get("dev", phase=3, overrides={"jobstream:topicRetentionHours": "72"})
     before, after = dev3.one(CONFIGURATION), changed.one(CONFIGURATION)
     assert before.urn == after.urn
     assert before.inputs["name"] == after.inputs["name"], "the configuration name must be stable"
@@ -283,8 +284,10 @@ def test_brokers_admit_9098_only_from_client_security_groups(
     )
 
 
-def test_producer_security_groups_are_admitted_without_touching_their_egress() -> None:
-    plan = run_plan(
+def test_producer_security_groups_are_admitted_without_touching_their_egress(
+    plans: PlanSet,
+) -> None:
+    plan = plans.get(
         "dev", phase=2, overrides={"jobstream:producerSecurityGroupIds": f'["{PRODUCER_SG}"]'}
     )
     (rule,) = [r for r in plan.of_type(INGRESS) if r.name == "kafka-from-producer-0"]
@@ -411,7 +414,7 @@ def test_the_same_config_gives_the_same_topics_under_either_manager(
     plans: PlanSet, stack: str
 ) -> None:
     under_aws = plans.get(stack, 3)
-    under_kafka = run_plan(stack, phase=3, overrides={"jobstream:kafka": "kafka"})
+    under_kafka = plans.get(stack, phase=3, overrides={"jobstream:kafka": "kafka"})
     assert not under_kafka.of_type(MSK_TOPIC) and len(under_kafka.of_type(KAFKA_TOPIC)) == 2
     assert topic_tuples(under_aws) == topic_tuples(under_kafka)
     assert len(topic_tuples(under_aws)) == 2
@@ -444,8 +447,8 @@ def test_kafka_topic_manager_connects_with_iam_over_tls_to_the_iam_brokers(
 # ---- serverless and protection -------------------------------------------------------------------
 
 
-def test_serverless_mode_creates_an_iam_only_serverless_cluster() -> None:
-    plan = run_plan(
+def test_serverless_mode_creates_an_iam_only_serverless_cluster(plans: PlanSet) -> None:
+    plan = plans.get(
         "dev", phase=3, overrides={"jobstream:kafkaMode": "serverless", "jobstream:kafka": "kafka"}
     )
     cluster = plan.one(SERVERLESS)

@@ -171,8 +171,8 @@ def test_thresholds_come_from_config(plans: PlanSet) -> None:
     )
 
 
-def test_a_changed_threshold_reaches_the_alarm() -> None:
-    plan = run_plan("prod", phase=1, overrides={"jobstream:queueDepthThreshold": "42"})
+def test_a_changed_threshold_reaches_the_alarm(plans: PlanSet) -> None:
+    plan = plans.get("prod", phase=1, overrides={"jobstream:queueDepthThreshold": "42"})
     assert alarms(plan)["sqs-queue-depth"].inputs["threshold"] == 42
 
 
@@ -294,8 +294,8 @@ def test_latency_trigger_counts_breaching_5_minute_periods_over_one_day(plans: P
     assert inputs["datapointsToAlarm"] == 3, trigger.urn
 
 
-def test_trigger_settings_from_config_reach_the_alarms() -> None:
-    plan = run_plan(
+def test_trigger_settings_from_config_reach_the_alarms(plans: PlanSet) -> None:
+    plan = plans.get(
         "prod",
         phase=1,
         overrides={

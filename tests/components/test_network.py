@@ -8,7 +8,7 @@ import json
 import pytest
 
 from components.network import subnet_cidrs
-from infra.plan import Plan, PlanSet, run_plan
+from infra.plan import Plan, PlanSet
 
 SUBNET = "aws:ec2/subnet:Subnet"
 NAT = "aws:ec2/natGateway:NatGateway"
@@ -53,8 +53,10 @@ def test_vpc_has_dns_support_and_hostnames(plans: PlanSet) -> None:
 
 
 @pytest.mark.parametrize(("strategy", "expected"), [("none", 0), ("single", 1), ("per-az", 2)])
-def test_nat_gateway_count_follows_the_strategy(strategy: str, expected: int) -> None:
-    plan = run_plan("dev", phase=1, overrides={"jobstream:natStrategy": strategy})
+def test_nat_gateway_count_follows_the_strategy(
+    plans: PlanSet, strategy: str, expected: int
+) -> None:
+    plan = plans.get("dev", phase=1, overrides={"jobstream:natStrategy": strategy})
     assert len(plan.of_type(NAT)) == expected
 
 
@@ -63,8 +65,10 @@ def test_prod_has_a_nat_gateway_per_az(plans: PlanSet) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["single", "per-az"])
-def test_each_private_subnet_routes_to_the_internet_only_through_a_nat(strategy: str) -> None:
-    plan = run_plan("dev", phase=1, overrides={"jobstream:natStrategy": strategy})
+def test_each_private_subnet_routes_to_the_internet_only_through_a_nat(
+    plans: PlanSet, strategy: str
+) -> None:
+    plan = plans.get("dev", phase=1, overrides={"jobstream:natStrategy": strategy})
     default_routes = [
         r for r in plan.of_type(ROUTE) if r.inputs.get("destinationCidrBlock") == "0.0.0.0/0"
     ]
@@ -76,8 +80,8 @@ def test_each_private_subnet_routes_to_the_internet_only_through_a_nat(strategy:
         )
 
 
-def test_private_route_tables_have_no_default_route_without_nat() -> None:
-    plan = run_plan("dev", phase=1, overrides={"jobstream:natStrategy": "none"})
+def test_private_route_tables_have_no_default_route_without_nat(plans: PlanSet) -> None:
+    plan = plans.get("dev", phase=1, overrides={"jobstream:natStrategy": "none"})
     assert [r.name for r in plan.of_type(ROUTE)] == ["network-public-internet"]
 
 
@@ -123,8 +127,8 @@ def test_default_interface_endpoints_are_present_in_the_private_subnets(plans: P
         assert len(r.inputs["subnetIds"]) == 2, r.urn
 
 
-def test_interface_endpoint_list_is_configurable() -> None:
-    plan = run_plan("dev", phase=1, overrides={"jobstream:interfaceEndpoints": '["sqs"]'})
+def test_interface_endpoint_list_is_configurable(plans: PlanSet) -> None:
+    plan = plans.get("dev", phase=1, overrides={"jobstream:interfaceEndpoints": '["sqs"]'})
     names = sorted(r.name for r in plan.of_type(ENDPOINT))
     assert names == ["network-s3", "network-sqs"]
 

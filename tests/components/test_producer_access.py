@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.plan import PlanSet, run_plan
+from infra.plan import PlanSet
 
 POLICY = "aws:iam/policy:Policy"
 
@@ -55,9 +55,9 @@ def test_producers_write_only_the_jobs_topic(plans: PlanSet) -> None:
     assert write["Resource"].endswith("/jobstream.jobs"), write
 
 
-def test_a_kms_encrypted_queue_adds_data_key_use_through_sqs_only() -> None:
+def test_a_kms_encrypted_queue_adds_data_key_use_through_sqs_only(plans: PlanSet) -> None:
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    plan = run_plan("dev", phase=1, overrides={"jobstream:queueKmsKeyArn": key})
+    plan = plans.get("dev", phase=1, overrides={"jobstream:queueKmsKeyArn": key})
     document = json.loads(plan.one(POLICY, "producers").inputs["policy"])
     (kms,) = [s for s in document["Statement"] if s["Sid"] == "EncryptJobs"]
     assert kms["Resource"] == key

@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from infra.config import KEYS, ConfigError, Environment, known_values, parse
-from infra.plan import read_stack_config
+from infra.config import KEYS, ConfigError, Environment, known_values, parse, read_stack_config
 from jobstream.contract.names import longest_stack_name
 
 

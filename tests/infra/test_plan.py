@@ -11,11 +11,14 @@ from infra.config import ConfigError
 from infra.plan import (
     PlanError,
     PlanSet,
+    component_uses,
     diff_plans,
     engine_urn,
+    group_counts,
     mermaid,
     read_stack_config,
     run_plan,
+    value_changes,
 )
 
 
@@ -84,9 +87,9 @@ def test_dependencies_point_at_recorded_resources(plans: PlanSet) -> None:
         )
 
 
-def test_diff_reports_changed_input_keys_old_and_new() -> None:
-    old = run_plan("dev", phase=1)
-    new = run_plan("dev", phase=1, overrides={"jobstream:maxReceiveCount": "9"})
+def test_diff_reports_changed_input_keys_old_and_new(plans: PlanSet) -> None:
+    old = plans.get("dev", phase=1)
+    new = plans.get("dev", phase=1, overrides={"jobstream:maxReceiveCount": "9"})
     diff = diff_plans(old, new)
     assert not diff.added and not diff.removed
     (change,) = diff.changed
@@ -98,9 +101,9 @@ def test_diff_reports_changed_input_keys_old_and_new() -> None:
     )
 
 
-def test_diff_reports_added_and_removed_resources() -> None:
-    single = run_plan("dev", phase=1)
-    per_az = run_plan("dev", phase=1, overrides={"jobstream:natStrategy": "per-az"})
+def test_diff_reports_added_and_removed_resources(plans: PlanSet) -> None:
+    single = plans.get("dev", phase=1)
+    per_az = plans.get("dev", phase=1, overrides={"jobstream:natStrategy": "per-az"})
     diff = diff_plans(single, per_az)
     added = sorted(r.urn.rsplit("::", 1)[-1] for r in diff.added)
     assert added == ["network-nat-1", "network-nat-1"]  # the EIP and the NAT gateway
@@ -224,3 +227,113 @@ def test_an_in_place_change_of_a_stateful_resource_is_not_a_blocker() -> None:
     (change,) = [c for c in diff_plans(old, new).changed if c.type == "aws:rds/instance:Instance"]
     assert change.replacement is None, f"{change.urn}: instanceClass is an in-place update"
     assert diff_plans(old, new).to_json()["changed"][0]["replacement"] is None
+
+
+# ---- what changed inside a value ---------------------------------------------------------------
+
+
+def test_a_json_document_diff_names_the_keys_that_changed_old_and_new(plans: PlanSet) -> None:
+    diff = diff_plans(plans.get("dev", 2), plans.get("dev", 3))
+    (routing,) = [c for c in diff.changed if c.type == "aws:ssm/parameter:Parameter"]
+    changes = {c.path: (c.old, c.new) for c in routing.value_changes("insecureValue")}
+    assert changes == {"consumer_modes.kafka": ("off", "verify"), "phase": (2, 3)}
+
+
+def test_the_diff_json_carries_the_changes_inside_a_json_value(plans: PlanSet) -> None:
+    document = diff_plans(plans.get("dev", 2), plans.get("dev", 3)).to_json()
+    (routing,) = [c for c in document["changed"] if c["type"] == "aws:ssm/parameter:Parameter"]
+    key = routing["keys"]["insecureValue"]
+    assert json.loads(key["old"])["phase"] == 2 and json.loads(key["new"])["phase"] == 3
+    assert {"path": "consumer_modes.kafka", "old": "off", "new": "verify"} in key["changes"]
+
+
+def test_an_item_inserted_in_a_list_is_one_addition_not_a_shift() -> None:
+    old = [{"title": "a", "y": 0}, {"title": "b", "y": 6}]
+    new = [{"title": "a", "y": 0}, {"title": "new", "y": 6}, {"title": "b", "y": 12}]
+    changes = value_changes(old, new)
+    assert [(c.path, c.added, c.removed) for c in changes] == [
+        ("[1]", True, False),
+        ("[2].y", False, False),
+    ]
+    assert (changes[1].old, changes[1].new) == (6, 12)
+
+
+def test_a_changed_policy_statement_shows_the_action_path() -> None:
+    def policy(action: str) -> str:
+        return json.dumps({"Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]})
+
+    (change,) = value_changes(policy("sqs:SendMessage"), policy("sqs:ReceiveMessage"))
+    assert (change.path, change.old, change.new) == (
+        "Statement[0].Action",
+        "sqs:SendMessage",
+        "sqs:ReceiveMessage",
+    )
+
+
+def test_keys_that_are_not_identifiers_are_quoted_in_the_path() -> None:
+    (change,) = value_changes({"aws:SourceArn": "a"}, {"aws:SourceArn": "b"})
+    assert change.path == '["aws:SourceArn"]'
+
+
+# ---- one resource count -------------------------------------------------------------------------
+
+
+def test_the_diff_counts_resources_as_the_table_does_and_components_apart(
+    plans: PlanSet,
+) -> None:
+    before, after = plans.get("dev", 2), plans.get("dev", 3)
+    counts = diff_plans(before, after).counts()
+    res, comps = counts["resources"], counts["components"]
+    assert res["added"] + res["changed"] + res["unchanged"] == len(after.custom_resources())
+    assert res["removed"] + res["changed"] + res["unchanged"] == len(before.custom_resources())
+    assert comps["added"] + comps["changed"] + comps["unchanged"] == len(after.components())
+    assert sum(sum(c.values()) for _, _, c in group_counts(after)) == len(after.custom_resources())
+
+
+# ---- the diagram --------------------------------------------------------------------------------
+
+EVERY_PLAN = [(s, n) for s in ("dev", "prod") for n in (1, 2, 3, 4, 5)]
+
+
+def edges(text: str) -> set[tuple[str, str]]:
+    return {
+        (a.strip(), b.strip())
+        for line in text.splitlines()
+        if "-->" in line and not line.strip().startswith("%%")
+        for a, b in [line.split("-->")]
+    }
+
+
+def test_the_diagram_says_what_an_arrow_means(plans: PlanSet) -> None:
+    lines = mermaid(plans.get("dev", 3)).splitlines()
+    assert lines[0] == "flowchart LR"
+    assert lines[1].startswith("  %% an arrow from A to B means: A uses B")
+
+
+@pytest.mark.parametrize(("stack", "phase"), EVERY_PLAN)
+def test_every_component_of_the_diagram_is_connected(
+    plans: PlanSet, stack: str, phase: int
+) -> None:
+    text = mermaid(plans.get(stack, phase))
+    nodes = {line.split("[")[0].strip() for line in text.splitlines() if '["' in line}
+    linked = {node for edge in edges(text) for node in edge}
+    assert nodes and nodes <= linked, f"unconnected: {nodes - linked}"
+
+
+@pytest.mark.parametrize(("stack", "phase"), EVERY_PLAN)
+def test_no_two_components_point_at_each_other(plans: PlanSet, stack: str, phase: int) -> None:
+    arrows = edges(mermaid(plans.get(stack, phase)))
+    assert not {(a, b) for a, b in arrows if (b, a) in arrows}
+
+
+def test_monitoring_uses_what_its_alarms_watch(plans: PlanSet) -> None:
+    plan = plans.get("dev", 3)
+    names = {c.urn: c.name for c in plan.components()}
+    uses = {(names[a], names[b]) for a, b in component_uses(plan)}
+    assert {("monitoring", "jobs"), ("monitoring", "database"), ("monitoring", "kafka")} <= uses
+    assert ("batch", "database") in uses and ("database", "batch") not in uses
+
+
+def test_node_labels_count_resources_in_the_singular_for_one(plans: PlanSet) -> None:
+    text = mermaid(plans.get("dev", 1))
+    assert "ProducerAccess (1 resource)" in text and "(1 resources)" not in text

@@ -4,6 +4,7 @@ resources and CloudWatch history the way the Pulumi program and the services wou
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from moto import mock_aws
 
@@ -79,6 +82,11 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return invoke
 
 
+@functools.cache
+def _models() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
 class Seeder:
     """Creates a stack's resources in moto under the names of ``infra.naming``."""
 
@@ -87,9 +95,18 @@ class Seeder:
         self.names = Names(stack)
         self.now = datetime.now(UTC)
         self._role: str | None = None
+        self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION)  # pyright: ignore[reportCallIssue, reportArgumentType]
+        """A client of moto's account (one per service), built on the process's one loader of botocore's service
+        models (like ``ops.aws_clients.Aws``): ``mock_aws`` starts every test with a new
+        default session, which would parse each model's JSON again (~20 ms a service)."""
+        if service not in self._clients:
+            core = botocore.session.get_session()
+            core.register_component("data_loader", _models())
+            session = boto3.session.Session(botocore_session=core, region_name=REGION)
+            self._clients[service] = session.client(service)  # pyright: ignore[reportCallIssue, reportArgumentType]
+        return self._clients[service]
 
     @property
     def role(self) -> str:

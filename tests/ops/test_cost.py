@@ -232,3 +232,21 @@ def test_cost_table_says_estimates_and_list_prices(run: Any) -> None:
     assert "phase 2 (dual-write)" in result.out
     assert "Estimates from on-demand list prices as published by AWS for us-east-1" in result.out
     assert "extra over phase 1" in result.out
+
+
+def test_cost_evaluates_its_five_plans_in_one_pass_of_the_plan_path(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ops import cli, plan_cmd
+
+    calls: list[list[tuple[str, int | None]]] = []
+    evaluate = plan_cmd.evaluate
+
+    def recording(requests: Any) -> Any:
+        calls.append([(r.stack, r.phase) for r in requests])
+        return evaluate(requests)
+
+    monkeypatch.setattr(plan_cmd, "evaluate", recording)
+    assert cli.main(["cost", "--stack", "prod", "--json"]) == 0
+    assert calls == [[("prod", None), ("prod", 2), ("prod", 3), ("prod", 4), ("prod", 5)]]
+    assert [p["phase"] for p in json.loads(capsys.readouterr().out)["phases"]] == [1, 2, 3, 4, 5]

@@ -28,8 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from psycopg import sql
 
-from components.database import app_user_secret_name
-from jobstream.contract.names import Names
+from jobstream.contract.names import Names, app_user_secret_name
 from jobstream.messaging.ledger import PostgresLedger
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_NO_AWS, EXIT_NOT_FOUND, EXIT_OK
 from rehearsal.servers import LocalPostgres, free_port
@@ -294,6 +293,7 @@ def explicit_privileges(postgres: TlsPostgres) -> tuple[set[str], set[str]]:
 # ---- creating ----------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_first_run_creates_the_role_and_writes_its_credentials_to_the_app_user_secret(
     run: Any, postgres: TlsPostgres, stack: Stack
 ) -> None:
@@ -315,6 +315,7 @@ def test_first_run_creates_the_role_and_writes_its_credentials_to_the_app_user_s
         assert conn.execute("SELECT current_user").fetchone() == (APP,)
 
 
+@pytest.mark.postgres
 def test_role_gets_connect_and_a_schema_where_the_ledger_creates_its_tables(
     run: Any, postgres: TlsPostgres, stack: Stack
 ) -> None:
@@ -338,6 +339,7 @@ def test_role_gets_connect_and_a_schema_where_the_ledger_creates_its_tables(
     ]
 
 
+@pytest.mark.postgres
 def test_the_server_receives_a_scram_verifier_never_the_password(
     postgres: TlsPostgres, monkeypatch: pytest.MonkeyPatch, stack: Stack
 ) -> None:
@@ -369,6 +371,7 @@ def test_the_server_receives_a_scram_verifier_never_the_password(
 # ---- idempotence and rotation ----------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_second_run_changes_nothing(run: Any, postgres: TlsPostgres, stack: Stack) -> None:
     first = bootstrap(run, postgres)
     assert first.code == EXIT_OK, first.err
@@ -382,6 +385,7 @@ def test_second_run_changes_nothing(run: Any, postgres: TlsPostgres, stack: Stac
         pass
 
 
+@pytest.mark.postgres
 def test_second_run_restores_a_missing_grant_without_touching_the_password(
     run: Any, postgres: TlsPostgres, stack: Stack
 ) -> None:
@@ -396,6 +400,7 @@ def test_second_run_restores_a_missing_grant_without_touching_the_password(
     assert explicit_privileges(postgres) == ({"CONNECT"}, {"USAGE", "CREATE"})
 
 
+@pytest.mark.postgres
 def test_rotate_sets_a_new_password_and_the_old_one_stops_working(
     run: Any, postgres: TlsPostgres, stack: Stack
 ) -> None:
@@ -412,6 +417,7 @@ def test_rotate_sets_a_new_password_and_the_old_one_stops_working(
         postgres.login(APP, old)
 
 
+@pytest.mark.postgres
 def test_a_secret_out_of_sync_with_the_role_fails_until_rotate(
     run: Any, postgres: TlsPostgres, stack: Stack
 ) -> None:
@@ -429,6 +435,7 @@ def test_a_secret_out_of_sync_with_the_role_fails_until_rotate(
         pass
 
 
+@pytest.mark.postgres
 def test_an_existing_role_without_a_secret_value_is_left_alone_until_rotate(
     run: Any, postgres: TlsPostgres, stack: Stack
 ) -> None:
@@ -447,6 +454,7 @@ def test_an_existing_role_without_a_secret_value_is_left_alone_until_rotate(
 
 
 @pytest.mark.parametrize("json_out", [True, False], ids=["json", "text"])
+@pytest.mark.postgres
 def test_no_password_ever_reaches_stdout_or_stderr(
     run: Any, postgres: TlsPostgres, stack: Stack, json_out: bool
 ) -> None:
@@ -474,6 +482,7 @@ def test_missing_instance_is_a_clear_error_with_exit_6(run: Any, account: Seeder
     assert "pulumi up --stack dev" in result.err
 
 
+@pytest.mark.postgres
 def test_missing_app_user_secret_says_to_deploy_the_stack(
     run: Any, account: Seeder, postgres: TlsPostgres
 ) -> None:
@@ -488,6 +497,7 @@ def test_missing_app_user_secret_says_to_deploy_the_stack(
     )
 
 
+@pytest.mark.postgres
 def test_unreachable_database_is_a_clear_error_with_exit_3(
     run: Any, postgres: TlsPostgres, stack: Stack
 ) -> None:
@@ -505,6 +515,7 @@ def test_unreachable_database_is_a_clear_error_with_exit_3(
     assert stack.versions() == []
 
 
+@pytest.mark.postgres
 def test_verify_full_refuses_a_certificate_for_another_name(
     run: Any, postgres: TlsPostgres, stack: Stack
 ) -> None:
@@ -526,6 +537,7 @@ def test_plain_text_connections_cannot_be_asked_for(run: Any, account: Seeder) -
     assert exit_info.value.code == 2
 
 
+@pytest.mark.postgres
 def test_a_proxy_without_the_app_user_secret_is_reported(
     run: Any, account: Seeder, postgres: TlsPostgres
 ) -> None:

@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
-from ops.aws_clients import EXIT_CODES
+from ops.errors import EXIT_CODES
 from tests.ops.conftest import REGION, STACK, Seeder
 
 Run = Any

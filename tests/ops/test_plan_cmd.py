@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ops.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -73,7 +80,6 @@ def test_diff_marks_a_stateful_replacement_as_a_blocker(
 ) -> None:
     """Issue 12 defect 3: the readable diff and --json flag a replacing change."""
     from infra import plan as plan_module
-    from ops import plan_cmd
 
     real = plan_module.run_plan
 
@@ -83,7 +89,7 @@ def test_diff_marks_a_stateful_replacement_as_a_blocker(
         extra = {"jobstream:computeType": "SPOT"} if phase == 2 else {}
         return real(stack, phase=phase, overrides={**(overrides or {}), **extra})
 
-    monkeypatch.setattr(plan_cmd, "run_plan", run_plan)
+    monkeypatch.setattr(plan_module, "run_plan", run_plan)  # what run_plans calls
     code, out, _ = run(capsys, "plan", "--stack", "dev", "--phase", "3", "--diff-from-phase", "2")
     assert code == 0
     assert "!! REPLACES aws:batch/computeEnvironment:ComputeEnvironment: blocker" in out
@@ -114,3 +120,159 @@ def test_a_misspelled_namespace_exits_2_naming_file_key_and_value(
     assert code == 2
     assert "Pulumi.dev.yaml" in err
     assert "jobsteam:natStrategy = 'per-az'" in err and "jobstream, aws, pulumi" in err
+
+
+def test_errors_with_json_are_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "plan", "--stack", "staging", "--json")
+    assert code == 2
+    document = json.loads(out)
+    assert document["exit_code"] == 2 and document["error"]["kind"] == "usage"
+    assert "Pulumi.staging.yaml does not exist" in document["error"]["message"]
+    assert "Pulumi.staging.yaml does not exist" in err
+
+
+def test_a_stack_is_needed_without_all(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan")
+    assert code == 2 and "--stack is required (or --all" in err
+
+
+def test_all_takes_no_diff_or_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", "--all", "--graph", "mermaid", "--json")
+    assert code == 2 and "--all prints every plan" in json.loads(out)["error"]["message"]
+
+
+# ---- --all: every stack and phase in one process ------------------------------------------------
+
+STACK_PHASES = [(s, n) for s in ("dev", "prod") for n in (1, 2, 3, 4, 5)]
+
+
+@pytest.fixture(scope="module")
+def every_plan_json() -> tuple[list[dict[str, Any]], str]:
+    """``jobstream plan --all --json``, run once for the tests below: (the array, stderr)."""
+    with pytest.MonkeyPatch.context() as patch:
+        out, err = io.StringIO(), io.StringIO()
+        patch.setattr(sys, "stdout", out)
+        patch.setattr(sys, "stderr", err)
+        assert main(["plan", "--all", "--json"]) == 0
+    document = json.loads(out.getvalue())
+    assert isinstance(document, list)
+    return document, err.getvalue()
+
+
+def test_all_json_is_one_array_with_every_stack_and_phase(
+    every_plan_json: tuple[list[dict[str, Any]], str],
+) -> None:
+    plans, _ = every_plan_json
+    assert [(p["stack"], p["phase"]) for p in plans] == STACK_PHASES
+
+
+def test_all_gives_the_plans_one_plan_at_a_time_gives(
+    every_plan_json: tuple[list[dict[str, Any]], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    plans, _ = every_plan_json
+    _, out, _ = run(capsys, "plan", "--stack", "prod", "--phase", "3", "--json")
+    assert json.loads(out) == plans[STACK_PHASES.index(("prod", 3))]
+
+
+def test_all_draws_no_progress_when_stderr_is_not_a_terminal(
+    every_plan_json: tuple[list[dict[str, Any]], str],
+) -> None:
+    _, err = every_plan_json
+    assert err == ""
+
+
+def test_all_table_summarises_each_plan_with_its_counts(
+    capsys: pytest.CaptureFixture[str], every_plan_json: tuple[list[dict[str, Any]], str]
+) -> None:
+    code, out, _ = run(capsys, "plan", "--all", "--phase", "3")
+    assert code == 0
+    rows = {
+        cells[0]: cells[1:5]
+        for line in out.splitlines()
+        if line.startswith("│")
+        for cells in [[c.strip() for c in line.split("│")[1:-1]]]
+    }
+    documents = {(p["stack"], p["phase"]): p for p in every_plan_json[0]}
+    for stack in ("dev", "prod"):
+        resources = documents[stack, 3]["resources"]
+        # Components are this program's own types; everything else is created by a deployment.
+        components = [r for r in resources if r["type"].startswith("jobstream:")]
+        custom = [r for r in resources if not r["type"].startswith("jobstream:")]
+        assert rows[stack] == [
+            "3 (consumer migration)",
+            str(len(custom)),
+            str(len(components)),
+            str(sum(1 for r in custom if r["protect"])),
+        ], f"{stack}: the row does not count what the plan holds"
+    assert rows["prod"][3] != "0", "prod protects its stateful resources"
+    assert "components not counted" in out
+
+
+# ---- a pipe on stdout, a terminal on stderr -----------------------------------------------------
+
+LONG_URN = (
+    "urn:pulumi:dev::jobstream::jobstream:consumer:ConsumerService"
+    "$aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule::consumer-https"
+)
+
+
+def run_piped(*argv: str, stderr_on_a_terminal: bool = False) -> tuple[str, str]:
+    """A command in a fresh process, stdout through a pipe, COLUMNS=80 (a narrow terminal's
+    setting), stderr through a pipe or on a pseudo-terminal: (stdout, stderr)."""
+    import pty
+
+    leader, follower = pty.openpty() if stderr_on_a_terminal else (-1, -1)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ops.cli", *argv],
+            cwd=ROOT,
+            env={**os.environ, "COLUMNS": "80"},
+            stdout=subprocess.PIPE,
+            stderr=follower if stderr_on_a_terminal else subprocess.PIPE,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        err = result.stderr or ""
+        if stderr_on_a_terminal:
+            os.close(follower)
+            seen = b""
+            with contextlib.suppress(OSError):
+                while chunk := os.read(leader, 65536):
+                    seen += chunk
+            err = seen.decode(errors="replace")
+    finally:
+        if stderr_on_a_terminal:
+            os.close(leader)
+    assert result.returncode == 0, err
+    return result.stdout, err
+
+
+@pytest.fixture(scope="module")
+def diff_through_a_pipe() -> tuple[str, str]:
+    """``jobstream plan --stack dev --diff-from-phase 2`` (two plans): stdout piped, stderr on a
+    terminal."""
+    return run_piped("plan", "--stack", "dev", "--diff-from-phase", "2", stderr_on_a_terminal=True)
+
+
+def test_piped_diff_prints_each_urn_whole_on_its_line(
+    diff_through_a_pipe: tuple[str, str],
+) -> None:
+    out, _ = diff_through_a_pipe
+    assert len(LONG_URN) > 80
+    assert f"+ {LONG_URN}" in out.splitlines()
+    assert '      consumer_modes.kafka: "off" -> "verify"' in out.splitlines()
+
+
+def test_progress_shows_on_a_terminal_when_there_is_more_than_one_plan(
+    diff_through_a_pipe: tuple[str, str],
+) -> None:
+    out, err = diff_through_a_pipe
+    assert "planning dev phase 2" in err
+    assert "planning" not in out
+
+
+def test_piped_cost_table_cuts_no_cell() -> None:
+    out, _ = run_piped("cost", "--stack", "prod")
+    assert "RDS PostgreSQL db.r6g.large instance hours" in out
+    assert "…" not in out

@@ -319,3 +319,9 @@ def longest_stack_name() -> int:
         fixed = len(derived_names(probe)[attribute])
         limits.append(rule.max_length - rule.reserve - fixed)
     return min(limits)
+
+
+def app_user_secret_name(proxy_name: str, username: str) -> str:
+    """The app-user secret's name: the database component creates the secret under it and
+    ``jobstream db-bootstrap`` finds it with it."""
+    return f"rds-db-credentials/{proxy_name}/{username}"
