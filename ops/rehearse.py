@@ -133,11 +133,12 @@ def run(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _live(*, enabled: bool) -> Iterator[Callable[[Mapping[str, Any]], None]]:
     """A live line on a terminal (phase, jobs, faults so far); one line per step otherwise."""
-    from rich.console import Console
     from rich.live import Live
     from rich.text import Text
 
-    console = Console(stderr=True, highlight=False)
+    from ops.report import console as make_console
+
+    console = make_console(stderr=True)  # off a terminal: one whole line per step, never wrapped
     last_step = [0]
 
     def line(state: Mapping[str, Any]) -> Text:
