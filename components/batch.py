@@ -120,6 +120,15 @@ class BatchArgs:
     db_security_group_id: pulumi.Input[str]
     """The security group the jobs reach PostgreSQL through (the RDS Proxy's)."""
     trigger: BatchTrigger | None = None
+    adopted_compute_environment: str | None = None
+    """The name of a running compute environment to import instead of creating one (named with
+    ``compute_environment_name_prefix``)."""
+    job_queue_import_id: str | None = None
+    """The ARN of a running job queue to import; ``job_queue_name`` must then be its name. An
+    adopted job queue (it holds the queued jobs) is protected."""
+    job_definition_import_id: str | None = None
+    """The ARN (with revision) of a job definition to import; ``job_definition_name`` must then
+    be its name."""
 
 
 class Batch(pulumi.ComponentResource):
@@ -209,7 +218,11 @@ class Batch(pulumi.ComponentResource):
             state="ENABLED" if args.enabled else "DISABLED",
             priority=1,
             compute_environment_orders=[{"order": 1, "compute_environment": compute.arn}],
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                import_=args.job_queue_import_id,
+                protect=args.job_queue_import_id is not None,
+            ),
         )
         self.job_queue_arn, self.job_queue_name = queue.arn, queue.name
 
@@ -273,13 +286,23 @@ class Batch(pulumi.ComponentResource):
         # be created before the old environment goes, but the delete of the old one still races
         # the job queue's update ("found existing JobQueue relationship", pulumi-aws #6233): the
         # plan marks it a blocker and docs/database-batch.md gives the two-step procedure.
+        # An adopted environment keeps its own name (a name change replaces it).
+        naming: dict[str, str] = (
+            {"name": args.adopted_compute_environment}
+            if args.adopted_compute_environment
+            else {"name_prefix": args.compute_environment_name_prefix}
+        )
         return aws.batch.ComputeEnvironment(
             f"{name}-compute",
-            name_prefix=args.compute_environment_name_prefix,
             type="MANAGED",
             state="ENABLED",
             compute_resources=resources,  # pyright: ignore[reportArgumentType]
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                delete_before_replace=False,
+                import_=args.adopted_compute_environment,
+            ),
+            **naming,  # pyright: ignore[reportArgumentType]
         )
 
     def _job_definition(
@@ -328,7 +351,7 @@ class Batch(pulumi.ComponentResource):
             },
             timeout={"attempt_duration_seconds": args.job_timeout_seconds},
             propagate_tags=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, import_=args.job_definition_import_id),
         )
 
     # ---- the trigger -------------------------------------------------------------------------

@@ -23,6 +23,11 @@ class JobQueueArgs:
     kms_key_arn: str | None = None
     """A customer-managed KMS key; when unset the queues use SQS-managed encryption (SSE-SQS)."""
     protect: bool = False
+    queue_import_id: str | None = None
+    """The URL of a running queue to import (adopt) as the job queue instead of creating one;
+    ``queue_name`` must then be its name. An adopted queue is always protected."""
+    dlq_import_id: str | None = None
+    """The same for the dead-letter queue."""
 
 
 class JobQueue(pulumi.ComponentResource):
@@ -38,7 +43,13 @@ class JobQueue(pulumi.ComponentResource):
     ) -> None:
         super().__init__("jobstream:queue:JobQueue", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        stateful = pulumi.ResourceOptions(parent=self, protect=args.protect)
+
+        def stateful(import_id: str | None) -> pulumi.ResourceOptions:
+            # An adopted queue holds the jobs of the platform running today: protected from the
+            # first `pulumi up` on, whatever the stack's default.
+            return pulumi.ResourceOptions(
+                parent=self, protect=args.protect or import_id is not None, import_=import_id
+            )
 
         encryption: dict[str, object] = (
             {"kms_master_key_id": args.kms_key_arn, "kms_data_key_reuse_period_seconds": 300}
@@ -51,7 +62,7 @@ class JobQueue(pulumi.ComponentResource):
             message_retention_seconds=args.dlq_retention_seconds,
             receive_wait_time_seconds=LONG_POLL_SECONDS,
             visibility_timeout_seconds=args.visibility_timeout_seconds,
-            opts=stateful,
+            opts=stateful(args.dlq_import_id),
             **encryption,  # pyright: ignore[reportArgumentType]
         )
         queue = aws.sqs.Queue(
@@ -60,7 +71,7 @@ class JobQueue(pulumi.ComponentResource):
             message_retention_seconds=args.retention_seconds,
             receive_wait_time_seconds=LONG_POLL_SECONDS,
             visibility_timeout_seconds=args.visibility_timeout_seconds,
-            opts=stateful,
+            opts=stateful(args.queue_import_id),
             **encryption,  # pyright: ignore[reportArgumentType]
         )
         # Redrive as separate resources: inline redrive_policy / redrive_allow_policy on the

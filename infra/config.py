@@ -19,7 +19,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from functools import cache
 from importlib import resources
@@ -36,7 +36,7 @@ from jobstream.contract.choices import (
     NatStrategy,
     TopicManager,
 )
-from jobstream.contract.names import longest_stack_name, name_problems
+from jobstream.contract.names import Names, longest_stack_name, name_problems
 from jobstream.contract.phases import CLEANUP_PHASE, PHASES
 
 NAMESPACE = "jobstream"
@@ -95,6 +95,23 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _RESOURCE_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
 _DB_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _ARN = re.compile(r"^arn:(aws[a-z-]*):([a-z0-9-]+):([a-z0-9-]*):(\d{12}):(.+)$")
+_RDS_INSTANCE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_BATCH_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_SQS_URL = re.compile(
+    # https://sqs.<region>.amazonaws.com/<account>/<name>, and the legacy endpoints
+    # https://<region>.queue.amazonaws.com/... and https://queue.amazonaws.com/... (us-east-1).
+    r"^https://(?:sqs\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+    r"|(?P<legacy>[a-z0-9-]+)\.queue\.amazonaws\.com(?:\.cn)?|queue\.amazonaws\.com)"
+    r"/(?P<account>\d{12})/(?P<name>[A-Za-z0-9_-]{1,80}(?:\.fifo)?)$"
+)
+_BATCH_JOB_QUEUE_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):batch:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"job-queue/(?P<name>[A-Za-z0-9_-]{1,128})$"
+)
+_BATCH_JOB_DEFINITION_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):batch:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"job-definition/(?P<name>[A-Za-z0-9_-]{1,128}):(?P<revision>[1-9]\d*)$"
+)
 
 # A container image reference, as the distribution (Docker) reference grammar defines it:
 # [domain[:port]/]path[:tag][@digest], the path made of lowercase components separated by '/'.
@@ -255,6 +272,33 @@ def _pattern(regex: re.Pattern[str], allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _sqs_url(raw: str) -> str:
+    """an SQS queue URL like https://sqs.us-east-1.amazonaws.com/123456789012/jobs"""
+    value = raw.strip()
+    if not _SQS_URL.match(value):
+        raise _InvalidValueError(
+            "must be an SQS queue URL like https://sqs.<region>.amazonaws.com/<account>/<queue "
+            "name> (what `aws sqs get-queue-url` prints)"
+        )
+    return value
+
+
+def _batch_arn(kind: str, regex: re.Pattern[str]) -> Callable[[str], str]:
+    example = "<name>:<revision>" if kind == "job-definition" else "<name>"
+
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if not regex.match(value):
+            raise _InvalidValueError(
+                f"must be the ARN of an AWS Batch {kind.replace('-', ' ')}: "
+                f"arn:aws:batch:<region>:<account>:{kind}/{example}"
+            )
+        return value
+
+    parse.__doc__ = f"an AWS Batch {kind} ARN (arn:aws:batch:<region>:<account>:{kind}/{example})"
+    return parse
+
+
 def _image(raw: str) -> str:
     allowed = (
         "must be a container image reference registry/repository:tag or "
@@ -380,6 +424,7 @@ def _k(section: str) -> Callable[..., Key]:
 _general, _net, _sqs = _k("General"), _k("Network"), _k("SQS job queue")
 _db, _batch, _kafka = _k("Database and RDS Proxy"), _k("AWS Batch"), _k("Kafka (MSK)")
 _svc, _mon = _k("Kafka consumer service (ECS)"), _k("Monitoring and migration triggers")
+_adopt = _k("Adoption of running resources")
 
 _GB = 1024
 
@@ -414,7 +459,7 @@ KEYS: tuple[Key, ...] = (
     _db("dbBackupRetentionDays", _int(1, 35), 7, "Automated backup retention."),
     _db("dbPerformanceInsights", _bool, None, "Performance Insights on the instance; defaults to true in prod."),
     _db("dbPerformanceInsightsRetentionDays", _retention_days, PERFORMANCE_INSIGHTS_FREE_DAYS, "Performance Insights retention (7 days is the free tier)."),
-    _db("existingDbInstanceId", _optional(_pattern(re.compile(r"^[a-z][a-z0-9-]{0,62}$"), "must be an RDS instance identifier")), None, "Front an existing RDS instance instead of creating one."),
+    _db("existingDbInstanceId", _optional(_pattern(_RDS_INSTANCE_ID, "must be an RDS instance identifier")), None, "Front an existing RDS instance instead of creating one."),
     _db("proxyMaxConnectionsPercent", _int(1, 100), 90, "RDS Proxy pool: max connections (% of max_connections)."),
     _db("proxyMaxIdleConnectionsPercent", _int(0, 100), 50, "RDS Proxy pool: max idle connections (%); <= proxyMaxConnectionsPercent."),
     _db("proxyConnectionBorrowTimeoutSeconds", _int(0, 3600), 120, "RDS Proxy: wait for a free connection (s)."),
@@ -465,6 +510,11 @@ KEYS: tuple[Key, ...] = (
     _mon("triggerSustainedDays", _int(1, 7), 7, "... sustained for this many consecutive days (a CloudWatch alarm evaluates at most 7 days)."),
     _mon("triggerLatencySeconds", _float(0.001, 86_400), 1.0, "Migration trigger: the 5-minute maximum age of the oldest job above this ..."),
     _mon("triggerLatencyBreachPercent", _float(0.1, 100), 1.0, "... in at least this share (%) of the last day's 5-minute periods (1 = the p99 of the 5-minute maxima)."),
+    _adopt("adoptJobQueueUrl", _optional(_sqs_url), None, "Import this running SQS job queue (its URL) instead of creating one; `jobstream adopt` writes it and the settings that match it."),
+    _adopt("adoptDeadLetterQueueUrl", _optional(_sqs_url), None, "Import this running SQS queue (its URL) as the dead-letter queue."),
+    _adopt("adoptBatchComputeEnvironment", _optional(_pattern(_BATCH_NAME, "must be an AWS Batch compute environment name (up to 128 letters, digits, - and _)")), None, "Import this running Batch compute environment (its name)."),
+    _adopt("adoptBatchJobQueueArn", _optional(_batch_arn("job-queue", _BATCH_JOB_QUEUE_ARN)), None, "Import this running Batch job queue (its ARN)."),
+    _adopt("adoptBatchJobDefinitionArn", _optional(_batch_arn("job-definition", _BATCH_JOB_DEFINITION_ARN)), None, "Import this Batch job definition (its ARN with the revision); the first `pulumi up` registers the stack's revision of it."),
 )  # fmt: skip
 
 KEYS_BY_NAME: Mapping[str, Key] = {k.name: k for k in KEYS}
@@ -581,6 +631,68 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class AdoptionConfig:
+    """Physical ids of running resources the stack imports instead of creating (Pulumi's
+    ``import`` resource option): each as the provider's import id for its type."""
+
+    job_queue_url: str | None = None
+    dead_letter_queue_url: str | None = None
+    batch_compute_environment: str | None = None
+    batch_job_queue_arn: str | None = None
+    batch_job_definition_arn: str | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+    def names(self, stack: str) -> Names:
+        """The stack's names, the adopted resources' own names in place of derived ones."""
+        return Names(stack).adopting(
+            job_queue=_queue_name(self.job_queue_url),
+            dead_letter_queue=_queue_name(self.dead_letter_queue_url),
+            batch_compute_environment=self.batch_compute_environment,
+            batch_job_queue=_arn_name(self.batch_job_queue_arn, _BATCH_JOB_QUEUE_ARN),
+            batch_job_definition=_arn_name(
+                self.batch_job_definition_arn, _BATCH_JOB_DEFINITION_ARN
+            ),
+        )
+
+
+ADOPTION_KEYS: Mapping[str, str] = {
+    "adoptJobQueueUrl": "job_queue_url",
+    "adoptDeadLetterQueueUrl": "dead_letter_queue_url",
+    "adoptBatchComputeEnvironment": "batch_compute_environment",
+    "adoptBatchJobQueueArn": "batch_job_queue_arn",
+    "adoptBatchJobDefinitionArn": "batch_job_definition_arn",
+}
+"""Config key -> ``AdoptionConfig`` field."""
+
+
+def _queue_name(url: str | None) -> str | None:
+    match = _SQS_URL.match(url) if url else None
+    return match["name"] if match else None
+
+
+def _arn_name(arn: str | None, regex: re.Pattern[str]) -> str | None:
+    match = regex.match(arn) if arn else None
+    return match["name"] if match else None
+
+
+def stack_names(stack: str, raw: Mapping[str, str]) -> Names:
+    """The names of a stack from its flat config, reading only the adoption keys (for the
+    commands that need names but not the whole config); a bad adoption value is skipped here,
+    the full ``parse`` reports it."""
+    values: dict[str, str | None] = {}
+    for key, attribute in ADOPTION_KEYS.items():
+        given = raw.get(f"{NAMESPACE}:{key}")
+        try:
+            values[attribute] = KEYS_BY_NAME[key].parse(given) if given else None
+        except _InvalidValueError:
+            values[attribute] = None
+    return AdoptionConfig(**values).names(stack)
+
+
+@dataclass(frozen=True)
 class StackConfig:
     project: str
     stack: str
@@ -597,7 +709,13 @@ class StackConfig:
     kafka: KafkaConfig
     consumer: ConsumerServiceConfig
     monitoring: MonitoringConfig
+    adoption: AdoptionConfig = field(default_factory=AdoptionConfig)
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> Names:
+        """The physical names of the stack's resources (adopted ones keep their own)."""
+        return self.adoption.names(self.stack)
 
     @property
     def is_prod(self) -> bool:
@@ -681,6 +799,7 @@ def parse(
     problems += _unlisted_values(values, region, unlisted_ok=unlisted_ok)
     if region:
         problems += _arn_problems(values, region)
+        problems += _adoption_problems(values, region)
     if not problems:
         problems.extend(_cross_checks(values))
     if problems:
@@ -821,30 +940,100 @@ def _unlisted_values(v: Mapping[str, Any], region: str, *, unlisted_ok: bool) ->
 def _arn_problems(v: Mapping[str, Any], region: str) -> list[Problem]:
     """ARN-valued keys: the right service, resource type and region for what they configure."""
     out: list[Problem] = []
-    arn = v["queueKmsKeyArn"]
-    if arn in (None, _MISSING):
-        return out
-    match = _ARN.match(arn)
-    assert match is not None  # the key's parser checked the pattern
-    partition, service, arn_region, _account, resource = match.groups()
-    expected = f"arn:{_partition(region)}:kms:{region}:<account>:key/<key id>"
-    if service != "kms" or not resource.startswith("key/"):
-        out.append(
-            Problem(
-                "queueKmsKeyArn",
-                arn,
-                f"is an ARN of {service} {resource.split('/')[0]!r}, not of a KMS key: must "
-                f"be {expected}",
+    for key, user in (("queueKmsKeyArn", "SQS"),):
+        arn = v[key]
+        if arn in (None, _MISSING):
+            continue
+        match = _ARN.match(arn)
+        assert match is not None  # the key's parser checked the pattern
+        partition, service, arn_region, _account, resource = match.groups()
+        expected = f"arn:{_partition(region)}:kms:{region}:<account>:key/<key id>"
+        if service != "kms" or not resource.startswith("key/"):
+            out.append(
+                Problem(
+                    key,
+                    arn,
+                    f"is an ARN of {service} {resource.split('/')[0]!r}, not of a KMS key: must "
+                    f"be {expected}",
+                )
             )
-        )
-    elif arn_region != region or partition != _partition(region):
+        elif arn_region != region or partition != _partition(region):
+            out.append(
+                Problem(
+                    key,
+                    arn,
+                    f"is a key in {arn_region} ({partition}); {user} uses keys of its own "
+                    f"region only: must be {expected}",
+                    related={"(aws:region)": region},
+                )
+            )
+    return out
+
+
+def _adoption_problems(v: Mapping[str, Any], region: str) -> list[Problem]:
+    """What an import needs of the adoption keys: ids in the stack's region and account, the
+    queues standard and distinct."""
+    out: list[Problem] = []
+    accounts: dict[str, str] = {}
+    located: list[tuple[str, str | None, str]] = []
+    for key in ("adoptJobQueueUrl", "adoptDeadLetterQueueUrl"):
+        url = v[key]
+        if url in (None, _MISSING):
+            continue
+        match = _SQS_URL.match(url)
+        assert match is not None  # the key's parser checked the pattern
+        url_region = match["region"] or match["legacy"] or "us-east-1"
+        located.append((key, url_region, match["account"]))
+        if match["name"].endswith(".fifo"):
+            out.append(
+                Problem(
+                    key,
+                    url,
+                    "is a FIFO queue; the stack's queues are standard queues and fifo_queue "
+                    "cannot change without a new queue (adopt a standard queue)",
+                )
+            )
+    for key, regex in (
+        ("adoptBatchJobQueueArn", _BATCH_JOB_QUEUE_ARN),
+        ("adoptBatchJobDefinitionArn", _BATCH_JOB_DEFINITION_ARN),
+    ):
+        arn = v[key]
+        if arn in (None, _MISSING):
+            continue
+        match = regex.match(arn)
+        assert match is not None
+        located.append((key, match["region"], match["account"]))
+    for key, id_region, account in located:
+        if id_region != region:
+            out.append(
+                Problem(
+                    key,
+                    v[key],
+                    f"names a resource in {id_region}; a stack imports resources of its own "
+                    f"region only ({region})",
+                    related={"(aws:region)": region},
+                )
+            )
+        first = next(iter(accounts.items()), None)
+        if first is not None and first[1] != account:
+            out.append(
+                Problem(
+                    key,
+                    v[key],
+                    f"is in account {account}, {first[0]} in account {first[1]}: one stack "
+                    "manages one account",
+                    related={first[0]: v[first[0]]},
+                )
+            )
+        accounts.setdefault(key, account)
+    jobs, dead = v["adoptJobQueueUrl"], v["adoptDeadLetterQueueUrl"]
+    if jobs and dead and jobs == dead:
         out.append(
             Problem(
-                "queueKmsKeyArn",
-                arn,
-                f"is a key in {arn_region} ({partition}); SQS uses keys of its own region "
-                f"only: must be {expected}",
-                related={"(aws:region)": region},
+                "adoptDeadLetterQueueUrl",
+                dead,
+                "is the job queue itself: the dead-letter queue must be another queue",
+                related={"adoptJobQueueUrl": jobs},
             )
         )
     return out
@@ -1136,6 +1325,7 @@ def _build(v: Mapping[str, Any], *, stack: str, project: str, region: str) -> St
             trigger_latency_seconds=v["triggerLatencySeconds"],
             trigger_latency_breach_percent=v["triggerLatencyBreachPercent"],
         ),
+        adoption=AdoptionConfig(**{field: v[key] for key, field in ADOPTION_KEYS.items()}),
     )
 
 

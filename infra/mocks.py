@@ -43,13 +43,20 @@ class PlanMocks(pulumi.runtime.Mocks):
             return f"{args.name}-provider-id", inputs
         package, module, kind = _token_parts(args.typ)
         physical = self._physical_name(args.name, inputs)
-        resource_id = self._resource_id(module, kind, args.name, physical)
+        resource_id = args.resource_id or self._resource_id(module, kind, args.name, physical)
         state = dict(inputs)
+        if package == "aws" and args.resource_id and args.resource_id.startswith("arn:"):
+            state.setdefault("arn", args.resource_id)  # imported by ARN: its ARN is the id
         if package == "aws":
             state.setdefault("arn", self._arn(module, kind, physical, inputs))
         extra = _EXTRA_OUTPUTS.get(args.typ)
         if extra is not None:
             state.update(extra(self, physical, inputs))
+        if args.typ == "aws:sqs/queue:Queue" and args.resource_id:
+            # An imported queue's id is its URL: the URL and ARN name its own account.
+            *_, account, queue_name = args.resource_id.rsplit("/", 2)
+            state["url"] = args.resource_id
+            state["arn"] = f"arn:{PARTITION}:sqs:{self.region}:{account}:{queue_name}"
         if "namePrefix" in inputs:
             state.setdefault("name", physical)
         state.setdefault("tagsAll", inputs.get("tags", {}))

@@ -52,6 +52,8 @@ class PlannedResource:
     retain_on_delete: bool
     dependencies: tuple[str, ...]
     custom: bool
+    import_id: str | None = None
+    """The physical id the resource is imported (adopted) from, or None: created."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class PlannedResource:
             "protect": self.protect,
             "retainOnDelete": self.retain_on_delete,
             "dependencies": list(self.dependencies),
+            "importId": self.import_id,
         }
 
 
@@ -161,6 +164,7 @@ class RecordingMonitor(MockMonitor):
                 retain_on_delete=bool(request.retainOnDelete),
                 dependencies=tuple(sorted(set(request.dependencies))),
                 custom=bool(request.custom),
+                import_id=request.importId or None,
             )
         )
         return response

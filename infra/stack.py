@@ -54,9 +54,7 @@ def build(cfg: StackConfig) -> None:
         region=cfg.region,
         default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.default_tags),
     )
-    ctx = Context(
-        cfg, Names(cfg.stack), phase(cfg.phase), pulumi.ResourceOptions(providers=[provider])
-    )
+    ctx = Context(cfg, cfg.names, phase(cfg.phase), pulumi.ResourceOptions(providers=[provider]))
     pulumi.export("phase", cfg.phase)
 
     network = _network(ctx)
@@ -109,6 +107,8 @@ def _job_queue(ctx: Context) -> JobQueue:
             max_receive_count=cfg.queue.max_receive_count,
             kms_key_arn=cfg.queue.kms_key_arn,
             protect=cfg.protect_stateful,
+            queue_import_id=cfg.adoption.job_queue_url,
+            dlq_import_id=cfg.adoption.dead_letter_queue_url,
         ),
         ctx.opts,
     )
@@ -197,6 +197,9 @@ def _batch(ctx: Context, network: Network, jobs: JobQueue | None, database: Data
             db_user=cfg.database.app_username,
             db_security_group_id=database.proxy_security_group_id,
             trigger=trigger,
+            adopted_compute_environment=names.batch_compute_environment,
+            job_queue_import_id=cfg.adoption.batch_job_queue_arn,
+            job_definition_import_id=cfg.adoption.batch_job_definition_arn,
         ),
         ctx.opts,
     )

@@ -102,8 +102,13 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def open_live_stack(args: argparse.Namespace) -> LiveStack:
+    from infra.config import read_stack_config, stack_names
+
     region = args.region or stack_region(args.stack)
-    return LiveStack(stack=args.stack, names=Names(args.stack), aws=Aws(region, args.profile))
+    # The names only (adopted resources keep theirs): a command that reads the live stack
+    # must not fail on an unrelated bad value in the stack file.
+    names = stack_names(args.stack, read_stack_config(args.stack, project_dir()))
+    return LiveStack(stack=args.stack, names=names, aws=Aws(region, args.profile))
 
 
 def read_routing(ctx: StackAccess) -> Routing:

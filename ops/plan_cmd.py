@@ -207,10 +207,26 @@ def _print_table(plan: Plan) -> None:
             "\n".join(f"{c} x {_short_type(t)}" for t, c in counts.items()),
         )
     out.print(table)
+    imported = [r for r in plan.resources if r.import_id]
+    if imported:
+        adopted = Table(title="imported (adopted), not created", show_lines=False)
+        adopted.add_column("resource")
+        adopted.add_column("type")
+        adopted.add_column("import id")
+        adopted.add_column("protected")
+        for r in imported:
+            adopted.add_row(
+                escape(r.name),
+                _short_type(r.type),
+                escape(r.import_id or ""),
+                "yes" if r.protect else "no",
+            )
+        out.print(adopted)
     protected = sum(1 for r in plan.resources if r.protect)
     out.print(
         f"{_resources(len(plan.custom_resources()))} in {len(plan.components())} components "
-        f"(the AWS provider included, the components not counted); {protected} protected. "
+        f"(the AWS provider included, the components not counted); {protected} protected; "
+        f"{len(imported)} imported. "
         f"Publish to: {' + '.join(r.value for r in current.publish_targets)}; consumers: "
         + ", ".join(f"{r.value}={m.value}" for r, m in current.consumer_modes.items()),
         markup=False,

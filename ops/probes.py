@@ -72,7 +72,7 @@ def open_stack(args: argparse.Namespace) -> StackContext:
     raw = read_stack_config(args.stack)
     cfg = config_module.parse(raw, stack=args.stack, source=f"Pulumi.{args.stack}.yaml")
     region = args.region or cfg.region
-    return StackContext(cfg=cfg, names=Names(args.stack), aws=Aws(region, args.profile))
+    return StackContext(cfg=cfg, names=cfg.names, aws=Aws(region, args.profile))
 
 
 # ---- SQS ------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 from jobstream.contract.names import (
     NAME_RULES,
     Names,
@@ -20,6 +22,7 @@ def test_every_derived_name_has_a_rule() -> None:
         if isinstance(member, property) or (inspect.isfunction(member) and name == "log_group")
     }
     derived -= {"prefix"}  # only ever part of another name (and of tags)
+    derived -= {"batch_compute_environment"}  # an adopted environment's own name, never derived
     assert derived == set(NAME_RULES), derived ^ set(NAME_RULES)
 
 
@@ -46,3 +49,15 @@ def test_rds_identifier_rules_are_enforced() -> None:
     assert rule.problem("jobstream-dev-db") is None
     for bad in ("1db", "db--x", "db-", "db_x"):
         assert rule.problem(bad) is not None, bad
+
+
+def test_an_adopted_name_replaces_the_derived_one_and_others_stay_derived() -> None:
+    names = Names("dev").adopting(job_queue="legacy-jobs", batch_job_queue=None)
+    assert names.job_queue == "legacy-jobs"
+    assert names.batch_job_queue == Names("dev").batch_job_queue
+    assert names.dead_letter_queue == "jobstream-dev-jobs-dlq"
+
+
+def test_only_adoptable_names_can_be_adopted() -> None:
+    with pytest.raises(ValueError, match="routing_parameter"):
+        Names("dev", adopted=(("routing_parameter", "/x"),))

@@ -16,9 +16,36 @@ from jobstream.contract.routing import routing_parameter_name
 PROJECT = "jobstream"
 
 
+ADOPTABLE_NAMES = (
+    "job_queue",
+    "dead_letter_queue",
+    "batch_compute_environment",
+    "batch_job_queue",
+    "batch_job_definition",
+)
+"""The names a stack may take from resources it adopts (``Pulumi.<stack>.yaml``'s ``adopt*``
+keys): the name is part of an adopted resource's identity (replacing it would re-create it), so
+the stack and the operator commands use the adopted resource's own name."""
+
+
 @dataclass(frozen=True)
 class Names:
     stack: str
+    adopted: tuple[tuple[str, str], ...] = ()
+    """(name kind, physical name) of adopted resources, kinds from ``ADOPTABLE_NAMES``."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted({kind for kind, _ in self.adopted} - set(ADOPTABLE_NAMES))
+        if unknown:
+            raise ValueError(f"not adoptable names: {unknown} (adoptable: {ADOPTABLE_NAMES})")
+
+    def adopting(self, **names: str | None) -> Names:
+        """These names with adopted resources' own names in place of the derived ones."""
+        given = dict(self.adopted) | {k: v for k, v in names.items() if v}
+        return Names(self.stack, tuple(sorted(given.items())))
+
+    def _own(self, kind: str, derived: str) -> str:
+        return dict(self.adopted).get(kind, derived)
 
     @property
     def prefix(self) -> str:
@@ -31,11 +58,11 @@ class Names:
 
     @property
     def job_queue(self) -> str:
-        return f"{self.prefix}-jobs"
+        return self._own("job_queue", f"{self.prefix}-jobs")
 
     @property
     def dead_letter_queue(self) -> str:
-        return f"{self.prefix}-jobs-dlq"
+        return self._own("dead_letter_queue", f"{self.prefix}-jobs-dlq")
 
     @property
     def failed_jobs_queue(self) -> str:
@@ -55,15 +82,21 @@ class Names:
     # compute
     @property
     def batch_job_queue(self) -> str:
-        return f"{self.prefix}-jobs"
+        return self._own("batch_job_queue", f"{self.prefix}-jobs")
 
     @property
     def batch_compute_environment_prefix(self) -> str:
         return f"{self.prefix}-ce-"
 
     @property
+    def batch_compute_environment(self) -> str | None:
+        """An adopted compute environment's exact name; None: the stack names its own
+        environment with ``batch_compute_environment_prefix`` and a unique suffix."""
+        return dict(self.adopted).get("batch_compute_environment")
+
+    @property
     def batch_job_definition(self) -> str:
-        return f"{self.prefix}-ml"
+        return self._own("batch_job_definition", f"{self.prefix}-ml")
 
     @property
     def pipe(self) -> str:
