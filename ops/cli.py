@@ -155,6 +155,19 @@ COMMANDS: tuple[Command, ...] = (
         },
     ),
     Command(
+        "adopt",
+        "ops.adopt",
+        "import the running SQS queues and AWS Batch setup into a stack",
+        (EXIT_OK, EXIT_CHECK_FAILED, *_LIVE, EXIT_NOT_FOUND),
+        {
+            EXIT_OK: "the values were derived (and written with --write); no adopted resource "
+            "would be replaced",
+            EXIT_CHECK_FAILED: "an adopted resource would be replaced by the first `pulumi up` "
+            "(a blocker), or the live settings make an invalid config (nothing written)",
+            EXIT_NOT_FOUND: "a named resource does not exist, or nothing to adopt was found",
+        },
+    ),
+    Command(
         "rehearse",
         "ops.rehearse",
         "run the whole migration locally on the stack's own resources, with real faults",

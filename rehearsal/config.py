@@ -23,7 +23,10 @@ class RehearsalConfig:
     """Consumer service tasks (default: the plan's desired count, at least 3)."""
     faults: bool = True
     seed: int = 7
-    gate_timeout: float = 60.0
+    gate_timeout: float = 90.0
+    """How long the operator waits for a phase change's gates: longer than the gates' one-minute
+    windows (a job dead-lettered just before a change keeps "the dead-letter topic received
+    nothing (1 min)" failing for that minute), with room for a consumer catching up."""
     drain_timeout: float = 90.0
     routing_ttl: float = 1.0
     outage_seconds: float = 4.0
