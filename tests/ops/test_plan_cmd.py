@@ -37,6 +37,25 @@ def test_table_groups_resources_by_component(capsys: pytest.CaptureFixture[str])
     assert "network" in out and "jobs" in out and "resources in" in out
 
 
+def test_the_table_lists_imported_resources_with_their_ids(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "https://sqs.us-east-1.amazonaws.com/210987654321/legacy-jobs"
+    code, out, _ = run(
+        capsys,
+        "plan",
+        "--stack",
+        "dev",
+        "--phase",
+        "1",
+        "--set",
+        f"jobstream:adoptJobQueueUrl={url}",
+    )
+    assert code == 0
+    assert "imported (adopted), not created" in out and url in out
+    assert "1 imported" in out
+
+
 def test_bad_config_value_names_the_key_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "plan", "--stack", "dev", "--set", "jobstream:natStrategy=perAz")
     assert code == 2
