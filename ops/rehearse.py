@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -139,7 +140,8 @@ def _live(*, enabled: bool) -> Iterator[Callable[[Mapping[str, Any]], None]]:
     from ops.report import console as make_console
 
     console = make_console(stderr=True)  # off a terminal: one whole line per step, never wrapped
-    last_step = [0]
+    began = time.monotonic()
+    last: list[tuple[int, str]] = [(0, "")]
 
     def line(state: Mapping[str, Any]) -> Text:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(state.get("faults", {}).items())) or "none"
@@ -147,16 +149,20 @@ def _live(*, enabled: bool) -> Iterator[Callable[[Mapping[str, Any]], None]]:
             f"step {state.get('step')}/{state.get('steps')}: phase {state.get('phase')}"
         )
         return Text(
-            f"{head} | published {state.get('published', 0):,}, applied {state.get('applied', 0):,},"
-            f" parked {state.get('parked', 0)} | faults: {faults}"
+            f"[{time.monotonic() - began:5.0f} s] {head} | published "
+            f"{state.get('published', 0):,}, applied {state.get('applied', 0):,}, parked "
+            f"{state.get('parked', 0)} | faults: {faults}"
         )
 
     if not enabled:
 
         def plain(state: Mapping[str, Any]) -> None:
-            step = int(state.get("step") or 0)
-            if step != last_step[0] and not state.get("status"):
-                last_step[0] = step
+            # One line when a step starts and when the operator starts waiting or draining
+            # (not one per poll): the log shows where the time goes.
+            status = str(state.get("status") or "").split(":")[0]
+            key = (int(state.get("step") or 0), status)
+            if key != last[0]:
+                last[0] = key
                 console.print(line(state))
 
         yield plain
@@ -216,6 +222,11 @@ def _print(report: Mapping[str, Any]) -> None:
         ("stale routing reports", f"{s['routing_stale_reports']:.0f}"),
         ("repair-log copies replayed", str(s["repair_log_replayed"])),
         ("latency publish -> applied", latency or "-"),
+        (
+            "wall time",
+            ", ".join(f"{k} {v:.0f} s" for k, v in report.get("timings_seconds", {}).items())
+            or "-",
+        ),
         ("Batch", ", ".join(f"{k} {v}" for k, v in s["batch"].items())),
         ("consumer service", ", ".join(f"{k} {v}" for k, v in s["consumer_service"].items())),
         (

@@ -92,6 +92,7 @@ class Rehearsal:
         self.rng = random.Random(config.seed)
         self.faults = Faults()
         self.steps: list[StepReport] = []
+        self.timings: dict[str, float] = {}
         self.parked: dict[str, list[dict[str, Any]]] = {
             "failed-jobs": [],
             "dlq": [],
@@ -115,12 +116,17 @@ class Rehearsal:
             self._servers_ = servers
             self._create_resources()
             self._start_processes()
+            self.timings["setup"] = time.monotonic() - started
             try:
                 for index, number in enumerate(self.config.steps):
                     self._run_step(index, number)
+                finishing = time.monotonic()
                 self._finish()
+                self.timings["drain"] = time.monotonic() - finishing
             finally:
+                stopping = time.monotonic()
                 self._stop_processes()
+                self.timings["stop"] = time.monotonic() - stopping
             report = self._report(time.monotonic() - started)
         return report
 
@@ -871,6 +877,15 @@ class Rehearsal:
             "ok": ok,
             "stack": self.model.stack,
             "seconds": round(seconds, 1),
+            "timings_seconds": {
+                # Where the wall time went: the servers and processes starting, the steps on
+                # the clock, the operator waiting for gates, the final drain, the stop.
+                "setup": round(self.timings.get("setup", 0.0), 1),
+                "steps": round(sum(s.seconds for s in self.steps), 1),
+                "gate_waits": round(sum(s.gate_wait_seconds for s in self.steps), 1),
+                "drain": round(self.timings.get("drain", 0.0), 1),
+                "stop": round(self.timings.get("stop", 0.0), 1),
+            },
             "steps": [
                 {
                     "step": s.step,
