@@ -34,7 +34,14 @@ from typing import Any, TypeVar
 from infra import config as config_module
 from infra.config import NAMESPACE, ConfigError, project_dir, read_stack_config
 from jobstream.contract.names import Names
-from ops.aws_clients import Aws, NotFoundError, ResourceMissingError, UsageError, aws_call
+from ops.aws_clients import (
+    AccessDeniedError,
+    Aws,
+    NotFoundError,
+    ResourceMissingError,
+    UsageError,
+    aws_call,
+)
 from ops.errors import EXIT_CHECK_FAILED, EXIT_OK, handles_errors
 from ops.report import console, print_json
 from ops.stack_file import Value, write_values
@@ -165,6 +172,8 @@ class Adoption:
     problems: list[str] = field(default_factory=list)
     """Why the values cannot be used (the config they make is invalid)."""
     notes: list[str] = field(default_factory=list)
+    consumers: list[str] = field(default_factory=list)
+    """What consumes the job queue today besides the stack (a Lambda mapping, a pipe)."""
     written: bool = False
 
     @property
@@ -192,6 +201,7 @@ class Adoption:
             "blockers": len(self.blockers),
             "problems": self.problems,
             "notes": self.notes,
+            "consumers": self.consumers,
             "written": self.written,
         }
 
@@ -384,6 +394,7 @@ class _Reader:
             return
         attrs, by = found
         url = canonical_queue_url(attrs["QueueArn"])
+        self._consumers(attrs["QueueArn"])
         self.adopt("SQS job queue", "adoptJobQueueUrl", url, SQS_QUEUE, "jobs", by)
         self.live.inputs["jobs"] = _queue_inputs(url, attrs)
         self.live.queue_attributes["jobs"] = attrs
@@ -422,6 +433,40 @@ class _Reader:
         self.live.inputs["jobs-dlq"] = _queue_inputs(dlq_url, dlq_attrs)
         self.live.queue_attributes["jobs-dlq"] = dlq_attrs
         self.set("dlqRetentionSeconds", int(dlq_attrs["MessageRetentionPeriod"]))
+
+    def _consumers(self, queue_arn: str) -> None:
+        """Who submits jobs from the queue today: with the stack's pipe running too, each
+        message would go to whichever receives it first, under two job definitions."""
+        found: list[str] = []
+        try:
+            with aws_call("lambda:ListEventSourceMappings"):
+                mappings = self.aws.client("lambda").list_event_source_mappings(
+                    EventSourceArn=queue_arn
+                )["EventSourceMappings"]
+            found += [
+                f"Lambda {m['FunctionArn'].rsplit(':', 1)[-1]} (event source mapping "
+                f"{m['UUID']}, {m.get('State', '?')})"
+                for m in mappings
+            ]
+            with aws_call("pipes:ListPipes"):
+                pipes = self.aws.client("pipes").list_pipes(SourcePrefix=queue_arn)["Pipes"]
+            found += [
+                f"EventBridge Pipe {p['Name']} ({p.get('CurrentState', '?')})"
+                for p in pipes
+                if p["Name"] != self.derived.pipe and p.get("Source") in (None, queue_arn)
+            ]
+        except (AccessDeniedError, NotFoundError, ResourceMissingError) as error:
+            self.result.notes.append(
+                f"could not list what consumes the job queue today ({error}): check for a "
+                "Lambda event source mapping or a pipe on it before the stack's pipe starts"
+            )
+            return
+        self.result.consumers = found
+        for consumer in found:
+            self.result.notes.append(
+                f"the job queue is consumed today by {consumer}: stop it when the stack's pipe "
+                "starts, or both submit its jobs (README, 'Adopting a running platform')"
+            )
 
     def _encryption(self, attrs: Mapping[str, str]) -> None:
         key_id = attrs.get("KmsMasterKeyId")

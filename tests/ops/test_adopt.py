@@ -304,3 +304,23 @@ def test_the_adopted_config_parses_with_the_adopted_names(
     cfg = parse(read_stack_config(STACK, project), stack=STACK)
     assert (cfg.names.job_queue, cfg.names.dead_letter_queue) == ("legacy-jobs", "legacy-dead")
     assert cfg.names.batch_job_queue == "legacy-ml"
+
+
+def test_what_consumes_the_queue_today_is_named_so_it_can_be_stopped(
+    platform: Platform, project: Path, run: Any
+) -> None:
+    platform.queues()
+    sqs = platform.client("sqs")
+    queue_arn = sqs.get_queue_attributes(QueueUrl=platform.queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    role = platform.client("iam").create_role(RoleName="legacy-pipe", AssumeRolePolicyDocument="{}")
+    platform.client("pipes").create_pipe(
+        Name="legacy-submitter",
+        Source=queue_arn,
+        Target="arn:aws:batch:us-east-1:123456789012:job-queue/legacy-ml",
+        RoleArn=role["Role"]["Arn"],
+    )
+    document = adopt(run, "--json", batch=False).json()
+    assert [c for c in document["consumers"] if "legacy-submitter" in c], document["consumers"]
+    assert any("stop it when the stack's pipe starts" in n for n in document["notes"])
