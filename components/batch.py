@@ -21,7 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.container_roles import ecs_tasks_role, task_execution_role
-from components.iam import assume_role_policy, policy_document, put_metrics_statement
+from components.iam import Grant, assume_role_policy, policy_document, put_metrics_statement
 from jobstream.contract import env
 from jobstream.contract.choices import ComputeType
 from jobstream.contract.exits import RETRYABLE_EXITS
@@ -88,9 +88,10 @@ class BatchTrigger:
 
     pipe_name: str
     queue_arn: pulumi.Input[str]
+    consume: Grant
+    """``JobQueue.grant_consume()``: what the pipe's role needs on the queue (and its key)."""
     running: bool
     log_group_name: str
-    queue_kms_key_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -356,17 +357,9 @@ class Batch(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        statements: list[dict[str, Any]] = [
-            {
-                "sid": "ReadJobQueue",
-                "actions": [
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:ChangeMessageVisibility",
-                ],
-                "resources": [trigger.queue_arn],
-            },
+        # The queue's statements first and its key's last: the order the live policy has.
+        statements: list[Mapping[str, Any]] = [
+            *trigger.consume.on_resource,
             {
                 "sid": "SubmitBatchJob",
                 "actions": ["batch:SubmitJob"],
@@ -380,15 +373,8 @@ class Batch(pulumi.ComponentResource):
                 "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "resources": [log_group.arn.apply(lambda a: f"{a}:log-stream:*")],
             },
+            *trigger.consume.on_key,
         ]
-        if trigger.queue_kms_key_arn:
-            statements.append(
-                {
-                    "sid": "DecryptJobQueue",
-                    "actions": ["kms:Decrypt"],
-                    "resources": [trigger.queue_kms_key_arn],
-                }
-            )
         policy = aws.iam.RolePolicy(
             f"{name}-pipe", role=role.id, policy=policy_document(self, statements), opts=child
         )

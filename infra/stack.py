@@ -167,9 +167,9 @@ def _batch(ctx: Context, network: Network, jobs: JobQueue | None, database: Data
         trigger = BatchTrigger(
             pipe_name=names.pipe,
             queue_arn=jobs.queue_arn,
+            consume=jobs.grant_consume(),
             running=trigger_state is GroupState.RUNNING,
             log_group_name=names.log_group("sqs-to-batch-pipe"),
-            queue_kms_key_arn=cfg.queue.kms_key_arn,
         )
     component = Batch(
         "batch",
@@ -367,8 +367,7 @@ def _producers(
         ProducerAccessArgs(
             policy_name=ctx.names.producer_policy,
             routing_parameter_arn=routing.parameter_arn,
-            queue_arn=jobs.queue_arn if jobs else None,
-            queue_kms_key_arn=ctx.cfg.queue.kms_key_arn if jobs else None,
+            send_jobs=jobs.grant_send() if jobs else None,
             kafka_producer_policy=kafka.producer_policy if kafka else None,
         ),
         ctx.opts,
