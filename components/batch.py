@@ -22,13 +22,12 @@ import pulumi_aws as aws
 
 from components.container_roles import ecs_tasks_role, task_execution_role
 from components.iam import Grant, assume_role_policy, policy_document, put_metrics_statement
+from components.security_groups import Rule, worker_security_group
 from jobstream.contract import env
 from jobstream.contract.choices import ComputeType
 from jobstream.contract.exits import RETRYABLE_EXITS
 from jobstream.contract.metrics import NAMESPACE as METRICS_NAMESPACE
 
-HTTPS_PORT = 443
-POSTGRES_PORT = 5432
 LOG_STREAM_PREFIX = "ml"
 PIPE_JOB_NAME = "jobstream-ml"
 
@@ -144,32 +143,15 @@ class Batch(pulumi.ComponentResource):
         self._region = aws.get_region_output(opts=invoke).region
         self._account = aws.get_caller_identity_output(opts=invoke).account_id
 
-        sg = aws.ec2.SecurityGroup(
+        sg = worker_security_group(
+            self,
             f"{name}-jobs",
             vpc_id=args.vpc_id,
             description=f"{args.job_queue_name}: Batch jobs (egress only)",
-            tags={"Name": f"{args.job_queue_name}-jobs"},
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-jobs-https",
-            security_group_id=sg.id,
-            description="HTTPS to AWS APIs and the container registry",
-            ip_protocol="tcp",
-            from_port=HTTPS_PORT,
-            to_port=HTTPS_PORT,
-            cidr_ipv4="0.0.0.0/0",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-jobs-postgres",
-            security_group_id=sg.id,
-            description="PostgreSQL to the RDS Proxy",
-            ip_protocol="tcp",
-            from_port=POSTGRES_PORT,
-            to_port=POSTGRES_PORT,
-            referenced_security_group_id=args.db_security_group_id,
-            opts=child,
+            tag_name=f"{args.job_queue_name}-jobs",
+            https=Rule(f"{name}-jobs-https", "HTTPS to AWS APIs and the container registry"),
+            postgres=Rule(f"{name}-jobs-postgres", "PostgreSQL to the RDS Proxy"),
+            proxy_security_group_id=args.db_security_group_id,
         )
         self.security_group_id = sg.id
 
