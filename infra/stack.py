@@ -17,7 +17,7 @@ from components.consumer_service import ConsumerService, ConsumerServiceArgs, Sc
 from components.database import Database, DatabaseArgs
 from components.failed_jobs import FailedJobsArgs, FailedJobsCapture
 from components.job_queue import JobQueue, JobQueueArgs
-from components.kafka import Kafka, KafkaArgs, KafkaMode, topic_specs
+from components.kafka import Kafka, KafkaArgs, topic_specs
 from components.monitoring import (
     BatchMonitoring,
     ConsumerLagMonitoring,
@@ -35,6 +35,7 @@ from components.producer_access import ProducerAccess, ProducerAccessArgs
 from components.routing import RoutingArgs, RoutingParameter
 from infra.config import StackConfig
 from jobstream.contract import env
+from jobstream.contract.choices import KafkaMode
 from jobstream.contract.names import Names
 from jobstream.contract.phases import GroupState, Phase, ResourceGroup, Route, phase
 
