@@ -21,14 +21,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components.container_roles import ecs_tasks_role, task_execution_role
-from components.iam import assume_role_policy, policy_document, put_metrics_statement
+from components.iam import Grant, assume_role_policy, policy_document, put_metrics_statement
+from components.security_groups import Rule, worker_security_group
 from jobstream.contract import env
 from jobstream.contract.choices import ComputeType
 from jobstream.contract.exits import RETRYABLE_EXITS
 from jobstream.contract.metrics import NAMESPACE as METRICS_NAMESPACE
 
-HTTPS_PORT = 443
-POSTGRES_PORT = 5432
 LOG_STREAM_PREFIX = "ml"
 PIPE_JOB_NAME = "jobstream-ml"
 
@@ -88,9 +87,10 @@ class BatchTrigger:
 
     pipe_name: str
     queue_arn: pulumi.Input[str]
+    consume: Grant
+    """``JobQueue.grant_consume()``: what the pipe's role needs on the queue (and its key)."""
     running: bool
     log_group_name: str
-    queue_kms_key_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,32 +152,15 @@ class Batch(pulumi.ComponentResource):
         self._region = aws.get_region_output(opts=invoke).region
         self._account = aws.get_caller_identity_output(opts=invoke).account_id
 
-        sg = aws.ec2.SecurityGroup(
+        sg = worker_security_group(
+            self,
             f"{name}-jobs",
             vpc_id=args.vpc_id,
             description=f"{args.job_queue_name}: Batch jobs (egress only)",
-            tags={"Name": f"{args.job_queue_name}-jobs"},
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-jobs-https",
-            security_group_id=sg.id,
-            description="HTTPS to AWS APIs and the container registry",
-            ip_protocol="tcp",
-            from_port=HTTPS_PORT,
-            to_port=HTTPS_PORT,
-            cidr_ipv4="0.0.0.0/0",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-jobs-postgres",
-            security_group_id=sg.id,
-            description="PostgreSQL to the RDS Proxy",
-            ip_protocol="tcp",
-            from_port=POSTGRES_PORT,
-            to_port=POSTGRES_PORT,
-            referenced_security_group_id=args.db_security_group_id,
-            opts=child,
+            tag_name=f"{args.job_queue_name}-jobs",
+            https=Rule(f"{name}-jobs-https", "HTTPS to AWS APIs and the container registry"),
+            postgres=Rule(f"{name}-jobs-postgres", "PostgreSQL to the RDS Proxy"),
+            proxy_security_group_id=args.db_security_group_id,
         )
         self.security_group_id = sg.id
 
@@ -379,17 +362,9 @@ class Batch(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        statements: list[dict[str, Any]] = [
-            {
-                "sid": "ReadJobQueue",
-                "actions": [
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:ChangeMessageVisibility",
-                ],
-                "resources": [trigger.queue_arn],
-            },
+        # The queue's statements first and its key's last: the order the live policy has.
+        statements: list[Mapping[str, Any]] = [
+            *trigger.consume.on_resource,
             {
                 "sid": "SubmitBatchJob",
                 "actions": ["batch:SubmitJob"],
@@ -403,15 +378,8 @@ class Batch(pulumi.ComponentResource):
                 "actions": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "resources": [log_group.arn.apply(lambda a: f"{a}:log-stream:*")],
             },
+            *trigger.consume.on_key,
         ]
-        if trigger.queue_kms_key_arn:
-            statements.append(
-                {
-                    "sid": "DecryptJobQueue",
-                    "actions": ["kms:Decrypt"],
-                    "resources": [trigger.queue_kms_key_arn],
-                }
-            )
         policy = aws.iam.RolePolicy(
             f"{name}-pipe", role=role.id, policy=policy_document(self, statements), opts=child
         )

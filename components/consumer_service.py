@@ -26,15 +26,15 @@ from enum import StrEnum
 import pulumi
 import pulumi_aws as aws
 
+from components.autoscaling import target_tracking_policy
 from components.container_roles import ecs_tasks_role, task_execution_role
 from components.iam import policy_document, put_metrics_statement
+from components.security_groups import Rule, worker_security_group
 from jobstream.contract.metrics import NAMESPACE as METRICS_NAMESPACE
 
 CONTAINER_NAME = "consumer"
 STOP_TIMEOUT_SECONDS = 120
 """Time between SIGTERM and SIGKILL: enough to finish the job in hand and commit its offset."""
-HTTPS_PORT = 443
-POSTGRES_PORT = 5432
 SCALE_OUT_COOLDOWN_SECONDS = 60
 SCALE_IN_COOLDOWN_SECONDS = 300
 
@@ -126,35 +126,16 @@ class ConsumerService(pulumi.ComponentResource):
             opts=child,
         )
 
-        # Egress only: HTTPS (AWS APIs, ECR, logs) and PostgreSQL to the proxy.
-        sg = aws.ec2.SecurityGroup(
+        sg = worker_security_group(
+            self,
             f"{name}-tasks",
             vpc_id=args.vpc_id,
             description=f"{args.service_name}: ML consumer tasks (egress only)",
-            tags={"Name": f"{args.service_name}-tasks"},
-            opts=child,
+            tag_name=f"{args.service_name}-tasks",
+            https=Rule(f"{name}-https", "HTTPS to AWS APIs (endpoints or NAT)"),
+            postgres=Rule(f"{name}-db", "PostgreSQL to the RDS Proxy"),
+            proxy_security_group_id=args.database_security_group_id,
         )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-https",
-            security_group_id=sg.id,
-            description="HTTPS to AWS APIs (endpoints or NAT)",
-            ip_protocol="tcp",
-            from_port=HTTPS_PORT,
-            to_port=HTTPS_PORT,
-            cidr_ipv4="0.0.0.0/0",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-db",
-            security_group_id=sg.id,
-            description="PostgreSQL to the RDS Proxy",
-            ip_protocol="tcp",
-            from_port=POSTGRES_PORT,
-            to_port=POSTGRES_PORT,
-            referenced_security_group_id=args.database_security_group_id,
-            opts=child,
-        )
-        # Kafka (9098) egress comes with Kafka.allow_client, which opens both ends.
 
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         container = {
@@ -221,27 +202,21 @@ class ConsumerService(pulumi.ComponentResource):
             max_capacity=args.max_count,
             opts=child,
         )
-        aws.appautoscaling.Policy(
+        target_tracking_policy(
+            self,
             f"{name}-scaling",
-            name=f"{args.service_name}-{args.scaling_metric.value}",
-            policy_type="TargetTrackingScaling",
-            service_namespace=target.service_namespace,
-            scalable_dimension=target.scalable_dimension,
-            resource_id=target.resource_id,
-            target_tracking_scaling_policy_configuration=_tracking(args),
-            opts=child,
+            policy_name=f"{args.service_name}-{args.scaling_metric.value}",
+            target=target,
+            configuration=_tracking(args),
         )
         if args.scaling_metric is ScalingMetric.CONSUMER_LAG:
             # The backstop while lag is missing (rebalances): see the module docstring.
-            aws.appautoscaling.Policy(
+            target_tracking_policy(
+                self,
                 f"{name}-scaling-cpu",
-                name=f"{args.service_name}-{ScalingMetric.CPU.value}",
-                policy_type="TargetTrackingScaling",
-                service_namespace=target.service_namespace,
-                scalable_dimension=target.scalable_dimension,
-                resource_id=target.resource_id,
-                target_tracking_scaling_policy_configuration=_cpu_tracking(args),
-                opts=child,
+                policy_name=f"{args.service_name}-{ScalingMetric.CPU.value}",
+                target=target,
+                configuration=_cpu_tracking(args),
             )
 
         self.security_group_id = sg.id

@@ -27,9 +27,9 @@ import pulumi_random as random
 
 from components.iam import assume_role_policy, policy_document
 from components.kms import customer_managed_key
+from components.security_groups import POSTGRES_PORT, security_group, tcp_rule
 from jobstream.contract.names import app_user_secret_name
 
-POSTGRES_PORT = 5432
 ENGINE = "postgres"
 LOG_EXPORTS: tuple[str, ...] = ("postgresql", "upgrade")
 SECRET_KMS_VIA_SERVICE = "secretsmanager.{region}.amazonaws.com"
@@ -133,12 +133,12 @@ class Database(pulumi.ComponentResource):
         self._account = aws.get_caller_identity_output(opts=invoke).account_id
         self._partition = aws.get_partition_output(opts=invoke).partition
 
-        proxy_sg = aws.ec2.SecurityGroup(
+        proxy_sg = security_group(
+            self,
             f"{name}-proxy",
             vpc_id=args.vpc_id,
             description=f"{args.proxy_name}: PostgreSQL from registered clients only",
-            tags={"Name": f"{args.proxy_name}"},
-            opts=child,
+            tag_name=args.proxy_name,
         )
         self.proxy_security_group_id = proxy_sg.id
 
@@ -181,29 +181,21 @@ class Database(pulumi.ComponentResource):
             # The existing instance's security groups must admit the proxy: one rule each,
             # owned by this stack (the groups themselves are not).
             for i, group_id in enumerate(target_security_group_ids):
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-existing-{i}-from-proxy",
-                    security_group_id=group_id,
-                    description="PostgreSQL from the RDS Proxy",
-                    ip_protocol="tcp",
-                    from_port=POSTGRES_PORT,
-                    to_port=POSTGRES_PORT,
-                    referenced_security_group_id=proxy_sg.id,
-                    opts=child,
+                self._postgres_from(
+                    f"{name}-existing-{i}-from-proxy", group_id, proxy_sg.id, "the RDS Proxy"
                 )
             target_dependency = []
 
         # The proxy talks to the database only.
         for i, group_id in enumerate(target_security_group_ids):
-            aws.vpc.SecurityGroupEgressRule(
+            tcp_rule(
+                self,
                 f"{name}-proxy-to-db-{i}",
-                security_group_id=proxy_sg.id,
+                "egress",
+                group_id=proxy_sg.id,
+                port=POSTGRES_PORT,
                 description="PostgreSQL to the database",
-                ip_protocol="tcp",
-                from_port=POSTGRES_PORT,
-                to_port=POSTGRES_PORT,
-                referenced_security_group_id=group_id,
-                opts=child,
+                peer_group=group_id,
             )
 
         # The app user's credentials for the proxy. Pulumi creates the secret only: its value is
@@ -267,23 +259,14 @@ class Database(pulumi.ComponentResource):
     ) -> tuple[aws.rds.Instance, aws.ec2.SecurityGroup]:
         child = pulumi.ResourceOptions(parent=self)
         ident = args.instance_identifier
-        db_sg = aws.ec2.SecurityGroup(
+        db_sg = security_group(
+            self,
             f"{name}-db",
             vpc_id=args.vpc_id,
             description=f"{ident}: PostgreSQL from the RDS Proxy only",
-            tags={"Name": ident},
-            opts=child,
+            tag_name=ident,
         )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-db-from-proxy",
-            security_group_id=db_sg.id,
-            description="PostgreSQL from the RDS Proxy",
-            ip_protocol="tcp",
-            from_port=POSTGRES_PORT,
-            to_port=POSTGRES_PORT,
-            referenced_security_group_id=proxy_sg.id,
-            opts=child,
-        )
+        self._postgres_from(f"{name}-db-from-proxy", db_sg.id, proxy_sg.id, "the RDS Proxy")
         subnets = aws.rds.SubnetGroup(
             f"{name}-subnets",
             name_prefix=f"{ident}-",
@@ -449,15 +432,25 @@ class Database(pulumi.ComponentResource):
 
     def allow_client(self, name: str, security_group_id: pulumi.Input[str]) -> None:
         """Admit one client security group to the proxy on 5432."""
-        aws.vpc.SecurityGroupIngressRule(
-            f"{self._name}-proxy-from-{name}",
-            security_group_id=self.proxy_security_group_id,
-            description=f"PostgreSQL from {name}",
-            ip_protocol="tcp",
-            from_port=POSTGRES_PORT,
-            to_port=POSTGRES_PORT,
-            referenced_security_group_id=security_group_id,
-            opts=pulumi.ResourceOptions(parent=self),
+        self._postgres_from(
+            f"{self._name}-proxy-from-{name}", self.proxy_security_group_id, security_group_id, name
+        )
+
+    def _postgres_from(
+        self,
+        logical: str,
+        group_id: pulumi.Input[str],
+        source_group_id: pulumi.Input[str],
+        source: str,
+    ) -> None:
+        tcp_rule(
+            self,
+            logical,
+            "ingress",
+            group_id=group_id,
+            port=POSTGRES_PORT,
+            description=f"PostgreSQL from {source}",
+            peer_group=source_group_id,
         )
 
     def grant_connect(self, name: str, role: aws.iam.Role, db_username: str) -> None:

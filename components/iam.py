@@ -8,10 +8,29 @@ values}]); any value may be a ``pulumi.Output`` (an ARN of another resource).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a principal needs to do one thing with one resource, as the resource states it (the
+    AWS CDK's ``queue.grantSendMessages(role)``): the statements on the resource itself and, when
+    the resource is encrypted with a customer-managed KMS key, those on the key.
+
+    The grantee puts them into a policy it already owns, so a grant adds no resource of its own;
+    the two parts are kept apart because a grantee's document may hold its own statements
+    between them (the order of a live policy document is part of its value)."""
+
+    on_resource: tuple[Mapping[str, Any], ...]
+    on_key: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def statements(self) -> list[Mapping[str, Any]]:
+        return [*self.on_resource, *self.on_key]
 
 
 def policy_document(

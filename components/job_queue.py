@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_document
+from components.iam import Grant, policy_document
 
 LONG_POLL_SECONDS = 20
+CONSUME_ACTIONS: tuple[str, ...] = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+)
+SQS_VIA_SERVICE = "sqs.*.amazonaws.com"
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class JobQueue(pulumi.ComponentResource):
     dlq_url: pulumi.Output[str]
     dlq_arn: pulumi.Output[str]
     dlq_name: pulumi.Output[str]
+    kms_key_arn: str | None
+    """The customer-managed key of both queues (None: SSE-SQS, which needs no key grant)."""
 
     def __init__(
         self, name: str, args: JobQueueArgs, opts: pulumi.ResourceOptions | None = None
@@ -102,8 +112,60 @@ class JobQueue(pulumi.ComponentResource):
 
         self.queue_url, self.queue_arn, self.queue_name = queue.url, queue.arn, queue.name
         self.dlq_url, self.dlq_arn, self.dlq_name = dlq.url, dlq.arn, dlq.name
+        self.kms_key_arn = args.kms_key_arn
         self.register_outputs(
             {"queueUrl": queue.url, "queueArn": queue.arn, "dlqUrl": dlq.url, "dlqArn": dlq.arn}
+        )
+
+    # ---- grants: what a principal needs on the job queue (and on its key) ----------------------
+
+    def grant_send(self) -> Grant:
+        """Publish jobs (the producers): SendMessage on the job queue; with a customer-managed
+        key, the data key that SendMessage encrypts with, used through SQS only."""
+        key: tuple[dict[str, Any], ...] = ()
+        if self.kms_key_arn:
+            key = (
+                {
+                    "sid": "EncryptJobs",
+                    "actions": ["kms:GenerateDataKey", "kms:Decrypt"],
+                    "resources": [self.kms_key_arn],
+                    "conditions": [
+                        {
+                            "test": "StringLike",
+                            "variable": "kms:ViaService",
+                            "values": [SQS_VIA_SERVICE],
+                        }
+                    ],
+                },
+            )
+        return Grant(
+            on_resource=(
+                {"sid": "SendJobs", "actions": ["sqs:SendMessage"], "resources": [self.queue_arn]},
+            ),
+            on_key=key,
+        )
+
+    def grant_consume(self) -> Grant:
+        """Take jobs off the job queue (the pipe): receive, delete, extend visibility, read its
+        attributes; with a customer-managed key, decrypt what it receives."""
+        key: tuple[dict[str, Any], ...] = ()
+        if self.kms_key_arn:
+            key = (
+                {
+                    "sid": "DecryptJobQueue",
+                    "actions": ["kms:Decrypt"],
+                    "resources": [self.kms_key_arn],
+                },
+            )
+        return Grant(
+            on_resource=(
+                {
+                    "sid": "ReadJobQueue",
+                    "actions": list(CONSUME_ACTIONS),
+                    "resources": [self.queue_arn],
+                },
+            ),
+            on_key=key,
         )
 
 

@@ -25,8 +25,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kafka as kafka
 
+from components.autoscaling import target_tracking_policy
 from components.iam import policy_document
 from components.kms import customer_managed_key
+from components.security_groups import security_group, tcp_rule
 from jobstream.contract.choices import EnhancedMonitoring, KafkaMode, TopicManager
 
 IAM_PORT = 9098
@@ -152,12 +154,12 @@ class Kafka(pulumi.ComponentResource):
         self.topic_name = args.topics[0].name
         self.dead_letter_topic_name = args.topics[1].name
 
-        sg = aws.ec2.SecurityGroup(
+        sg = security_group(
+            self,
             f"{name}-brokers",
             vpc_id=args.vpc_id,
             description=f"{args.cluster_name}: Kafka IAM/TLS ({IAM_PORT}) from client groups only",
-            tags={"Name": f"{args.cluster_name}-brokers"},
-            opts=child,
+            tag_name=f"{args.cluster_name}-brokers",
         )
         self.security_group_id = sg.id
 
@@ -337,14 +339,12 @@ class Kafka(pulumi.ComponentResource):
             max_capacity=args.max_volume_size_gb,
             opts=child,
         )
-        aws.appautoscaling.Policy(
+        target_tracking_policy(
+            self,
             f"{name}-storage",
-            name=f"{args.cluster_name}-broker-storage",
-            policy_type="TargetTrackingScaling",
-            service_namespace=target.service_namespace,
-            scalable_dimension=target.scalable_dimension,
-            resource_id=target.resource_id,
-            target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+            policy_name=f"{args.cluster_name}-broker-storage",
+            target=target,
+            configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
                 target_value=args.storage_target_percent,
                 # MSK storage only grows: scale-in is not supported and must be disabled.
                 disable_scale_in=True,
@@ -352,7 +352,6 @@ class Kafka(pulumi.ComponentResource):
                     predefined_metric_type=STORAGE_METRIC
                 ),
             ),
-            opts=child,
         )
         return cluster
 
@@ -413,26 +412,23 @@ class Kafka(pulumi.ComponentResource):
         rule on the brokers' group and, with ``egress``, an egress rule on the client's (separate
         rule resources, so adding or removing a client never changes the cluster's inputs).
         Groups this stack does not own (the producers') get no egress rule from it."""
-        child = pulumi.ResourceOptions(parent=self)
-        aws.vpc.SecurityGroupIngressRule(
+        tcp_rule(
+            self,
             f"{self._name}-from-{name}",
-            security_group_id=self.security_group_id,
+            "ingress",
+            group_id=self.security_group_id,
+            port=IAM_PORT,
             description=f"Kafka IAM/TLS from {name}",
-            ip_protocol="tcp",
-            from_port=IAM_PORT,
-            to_port=IAM_PORT,
-            referenced_security_group_id=security_group_id,
-            opts=child,
+            peer_group=security_group_id,
         )
         if not egress:
             return
-        aws.vpc.SecurityGroupEgressRule(
+        tcp_rule(
+            self,
             f"{self._name}-egress-{name}",
-            security_group_id=security_group_id,
+            "egress",
+            group_id=security_group_id,
+            port=IAM_PORT,
             description=f"Kafka IAM/TLS to the {self.cluster_name} brokers",
-            ip_protocol="tcp",
-            from_port=IAM_PORT,
-            to_port=IAM_PORT,
-            referenced_security_group_id=self.security_group_id,
-            opts=child,
+            peer_group=self.security_group_id,
         )

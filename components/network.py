@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.iam import assume_role_policy, policy_document
+from components.security_groups import HTTPS_PORT, security_group, tcp_rule
 from jobstream.contract.choices import NatStrategy
 
 SUBNET_BLOCKS_NEWBITS = 3
@@ -93,27 +94,11 @@ class Network(pulumi.ComponentResource):
         private_subnets: list[aws.ec2.Subnet] = []
         for i in range(args.az_count):
             az = zones.names.apply(lambda names, i=i: names[i])
-            public = aws.ec2.Subnet(
-                f"{name}-public-{i}",
-                vpc_id=vpc.id,
-                cidr_block=public_cidrs[i],
-                availability_zone=az,
-                map_public_ip_on_launch=False,
-                tags={"Name": f"{p}-public-{i}", "Tier": "public"},
-                opts=child,
-            )
+            public = self._subnet(name, p, vpc, "public", i, public_cidrs[i], az)
             aws.ec2.RouteTableAssociation(
                 f"{name}-public-{i}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
             )
-            private = aws.ec2.Subnet(
-                f"{name}-private-{i}",
-                vpc_id=vpc.id,
-                cidr_block=private_cidrs[i],
-                availability_zone=az,
-                map_public_ip_on_launch=False,
-                tags={"Name": f"{p}-private-{i}", "Tier": "private"},
-                opts=child,
-            )
+            private = self._subnet(name, p, vpc, "private", i, private_cidrs[i], az)
             public_subnets.append(public)
             private_subnets.append(private)
 
@@ -164,22 +149,21 @@ class Network(pulumi.ComponentResource):
         )
 
         if args.interface_endpoints:
-            endpoint_sg = aws.ec2.SecurityGroup(
+            endpoint_sg = security_group(
+                self,
                 f"{name}-endpoints",
                 vpc_id=vpc.id,
                 description=f"{p}: HTTPS to interface VPC endpoints from inside the VPC",
-                tags={"Name": f"{p}-endpoints"},
-                opts=child,
+                tag_name=f"{p}-endpoints",
             )
-            aws.vpc.SecurityGroupIngressRule(
+            tcp_rule(
+                self,
                 f"{name}-endpoints-https",
-                security_group_id=endpoint_sg.id,
+                "ingress",
+                group_id=endpoint_sg.id,
+                port=HTTPS_PORT,
                 description="HTTPS from the VPC",
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
-                cidr_ipv4=args.vpc_cidr,
-                opts=child,
+                peer_cidr=args.vpc_cidr,
             )
             for service in args.interface_endpoints:
                 aws.ec2.VpcEndpoint(
@@ -205,6 +189,27 @@ class Network(pulumi.ComponentResource):
                 "publicSubnetIds": self.public_subnet_ids,
                 "privateSubnetIds": self.private_subnet_ids,
             }
+        )
+
+    def _subnet(
+        self,
+        name: str,
+        p: str,
+        vpc: aws.ec2.Vpc,
+        tier: str,
+        i: int,
+        cidr: str,
+        az: pulumi.Output[str],
+    ) -> aws.ec2.Subnet:
+        # No public IPs even in the public tier: only the NAT gateways live there, with EIPs.
+        return aws.ec2.Subnet(
+            f"{name}-{tier}-{i}",
+            vpc_id=vpc.id,
+            cidr_block=cidr,
+            availability_zone=az,
+            map_public_ip_on_launch=False,
+            tags={"Name": f"{p}-{tier}-{i}", "Tier": tier},
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _flow_logs(

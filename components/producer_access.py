@@ -11,13 +11,14 @@ through ``Kafka.allow_client`` (the stack wires that).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import policy_document, put_metrics_statement
+from components.iam import Grant, policy_document, put_metrics_statement
 from jobstream.contract.metrics import NAMESPACE as METRICS_NAMESPACE
 
 
@@ -25,10 +26,8 @@ from jobstream.contract.metrics import NAMESPACE as METRICS_NAMESPACE
 class ProducerAccessArgs:
     policy_name: str
     routing_parameter_arn: pulumi.Input[str]
-    queue_arn: pulumi.Input[str] | None = None
-    """The SQS job queue, while it exists."""
-    queue_kms_key_arn: str | None = None
-    """The queue's customer-managed KMS key, if it has one (SendMessage needs GenerateDataKey)."""
+    send_jobs: Grant | None = None
+    """``JobQueue.grant_send()``, while the SQS job queue exists."""
     kafka_producer_policy: pulumi.Input[str] | None = None
     """The Kafka component's producer policy document, while the cluster exists."""
 
@@ -41,7 +40,7 @@ class ProducerAccess(pulumi.ComponentResource):
         self, name: str, args: ProducerAccessArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("jobstream:producers:ProducerAccess", name, None, opts)
-        statements: list[dict[str, Any]] = [
+        statements: list[Mapping[str, Any]] = [
             {
                 "sid": "ReadRouting",
                 "actions": ["ssm:GetParameter"],
@@ -49,25 +48,8 @@ class ProducerAccess(pulumi.ComponentResource):
             },
             put_metrics_statement(METRICS_NAMESPACE),
         ]
-        if args.queue_arn is not None:
-            statements.append(
-                {"sid": "SendJobs", "actions": ["sqs:SendMessage"], "resources": [args.queue_arn]}
-            )
-            if args.queue_kms_key_arn:
-                statements.append(
-                    {
-                        "sid": "EncryptJobs",
-                        "actions": ["kms:GenerateDataKey", "kms:Decrypt"],
-                        "resources": [args.queue_kms_key_arn],
-                        "conditions": [
-                            {
-                                "test": "StringLike",
-                                "variable": "kms:ViaService",
-                                "values": ["sqs.*.amazonaws.com"],
-                            }
-                        ],
-                    }
-                )
+        if args.send_jobs is not None:
+            statements += args.send_jobs.statements
         sources = [args.kafka_producer_policy] if args.kafka_producer_policy is not None else []
         self.policy_document = policy_document(self, statements, sources=sources)
         policy = aws.iam.Policy(

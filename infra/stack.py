@@ -17,7 +17,7 @@ from components.consumer_service import ConsumerService, ConsumerServiceArgs, Sc
 from components.database import Database, DatabaseArgs
 from components.failed_jobs import FailedJobsArgs, FailedJobsCapture
 from components.job_queue import JobQueue, JobQueueArgs
-from components.kafka import Kafka, KafkaArgs, KafkaMode, topic_specs
+from components.kafka import Kafka, KafkaArgs, topic_specs
 from components.monitoring import (
     BatchMonitoring,
     ConsumerLagMonitoring,
@@ -35,6 +35,7 @@ from components.producer_access import ProducerAccess, ProducerAccessArgs
 from components.routing import RoutingArgs, RoutingParameter
 from infra.config import StackConfig
 from jobstream.contract import env
+from jobstream.contract.choices import KafkaMode
 from jobstream.contract.names import Names
 from jobstream.contract.phases import GroupState, Phase, ResourceGroup, Route, phase
 
@@ -167,9 +168,9 @@ def _batch(ctx: Context, network: Network, jobs: JobQueue | None, database: Data
         trigger = BatchTrigger(
             pipe_name=names.pipe,
             queue_arn=jobs.queue_arn,
+            consume=jobs.grant_consume(),
             running=trigger_state is GroupState.RUNNING,
             log_group_name=names.log_group("sqs-to-batch-pipe"),
-            queue_kms_key_arn=cfg.queue.kms_key_arn,
         )
     component = Batch(
         "batch",
@@ -370,8 +371,7 @@ def _producers(
         ProducerAccessArgs(
             policy_name=ctx.names.producer_policy,
             routing_parameter_arn=routing.parameter_arn,
-            queue_arn=jobs.queue_arn if jobs else None,
-            queue_kms_key_arn=ctx.cfg.queue.kms_key_arn if jobs else None,
+            send_jobs=jobs.grant_send() if jobs else None,
             kafka_producer_policy=kafka.producer_policy if kafka else None,
         ),
         ctx.opts,

@@ -26,8 +26,9 @@ from ops.aws_clients import (
     aws_call,
 )
 
-# ``read_routing`` lives in the light ``ops.live`` (no pulumi import), shared with the recovery
-# commands (parked, redrive, replay); re-exported here for status and preflight.
+# ``read_routing`` and ``add_stack_arguments`` live in the light ``ops.live`` (no pulumi import),
+# shared with the recovery commands (parked, redrive, replay); re-exported here for the others.
+from ops.live import add_stack_arguments as add_stack_arguments
 from ops.live import read_routing as read_routing
 
 BATCH_STATES: tuple[str, ...] = (
@@ -58,13 +59,6 @@ class StackContext:
     @property
     def stack(self) -> str:
         return self.cfg.stack
-
-
-def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", required=True, help="stack name (reads Pulumi.<stack>.yaml)")
-    parser.add_argument("--region", help="AWS region (default: the stack's aws:region)")
-    parser.add_argument("--profile", help="AWS named profile (default: the usual boto3 chain)")
-    parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
 
 
 def open_stack(args: argparse.Namespace) -> StackContext:

@@ -109,8 +109,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from infra.config import ConfigError
-    from infra.plan import PlanError
+    from infra.config import ConfigError, PlanError
     from rehearsal.engine import Rehearsal
     from rehearsal.stack_model import StackModelError
 

@@ -291,7 +291,7 @@ class BatchStandIn:
         DescribeJobs returns it), onto the local EventBridge, where the plan's rule routes it."""
         detail = {
             "jobArn": f"arn:aws:batch:{self.model.region}:123456789012:job/{job.job_id}",
-            "jobName": "jobstream-ml",
+            "jobName": self.model.pipe_job_name,
             "jobId": job.job_id,
             "jobQueue": self.model.batch_job_queue_arn,
             "status": "FAILED",

@@ -109,6 +109,8 @@ class StackModel:
     job_environment: Mapping[str, str]
     pipe_overrides: Mapping[str, str]
     pipe_batch_size: int
+    pipe_job_name: str
+    """The name the pipe gives each job it submits."""
     retry: RetryStrategy
     job_timeout_seconds: int
     max_concurrent_jobs: int
@@ -197,6 +199,7 @@ class StackModel:
             pipe_batch_size=int(
                 pipe.inputs["sourceParameters"]["sqsQueueParameters"].get("batchSize", 1)
             ),
+            pipe_job_name=target["jobName"],
             retry=RetryStrategy(
                 attempts=int(strategy["attempts"]),
                 rules=tuple(

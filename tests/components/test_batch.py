@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from components.batch import ComputeType
+import components.batch
+import infra.config
 from components.container_roles import ecr_repository_arn
-from infra.config import ComputeType as ConfigComputeType
 from infra.plan import Plan, PlanSet, diff_plans, iter_policy_documents
+from jobstream.contract.choices import ComputeType
 from jobstream.contract.exits import WorkerExit
 from tests.components.conftest import (
     EGRESS,
@@ -150,7 +151,7 @@ def test_spot_compute_uses_ec2_instances_with_an_instance_profile(plans: PlanSet
 
 
 def test_compute_type_enum_is_the_one_config_uses() -> None:
-    assert ConfigComputeType is ComputeType
+    assert components.batch.ComputeType is infra.config.ComputeType is ComputeType
 
 
 # ---- security group ----------------------------------------------------------------------

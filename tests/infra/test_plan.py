@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import ConfigError
+from infra.config import ConfigError, PlanError, read_stack_config
 from infra.plan import (
-    PlanError,
     PlanSet,
     component_uses,
     diff_plans,
     engine_urn,
     group_counts,
     mermaid,
-    read_stack_config,
     run_plan,
     value_changes,
 )

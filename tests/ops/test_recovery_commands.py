@@ -117,7 +117,7 @@ def test_the_runbook_names_the_alarms_that_call_for_each_recovery_command() -> N
     runbook = readme[readme.index("## Runbook") : readme.index("## What gets built")]
     operations = (REPO / "docs" / "operations.md").read_text()
     for alarm in ("sqs-dead-letters", "batch-failed-jobs"):
-        assert alarm in alarms, f"no alarm {alarm} in components/monitoring.py"
+        assert alarm in alarms, f"no alarm {alarm} in components/monitoring/alarms.py"
         assert f"`{alarm}`" in runbook and f"`{alarm}`" in operations
     for command in COMMANDS:
         assert f"jobstream {command}" in runbook
