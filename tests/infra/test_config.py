@@ -1,4 +1,4 @@
-"""Each rule of infra/config.py: a bad value fails with an error naming the key."""
+"""Each rule of infra/config/: a bad value fails with an error naming the key."""
 
 from __future__ import annotations
 
