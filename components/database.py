@@ -86,13 +86,13 @@ class DatabaseArgs:
     proxy_max_idle_connections_percent: int
     proxy_connection_borrow_timeout_seconds: int
     proxy_idle_client_timeout_seconds: int
-    auto_minor_version_upgrade: bool = True
-    performance_insights: bool = False
-    performance_insights_retention_days: int = 7
+    auto_minor_version_upgrade: bool
+    performance_insights: bool
+    performance_insights_retention_days: int
     """7 days is Performance Insights' free tier."""
-    existing_instance_id: str | None = None
+    existing_instance_id: str | None
     """Front this existing instance (same VPC, RDS-managed master password) instead of creating one."""
-    protect: bool = False
+    protect: bool
 
 
 def parameter_group_family(engine_version: str) -> str:
