@@ -76,7 +76,8 @@ class DatabaseArgs:
     db_name: str
     master_username: str
     app_username: str
-    """The database user that clients (Batch jobs, the consumer) sign in as through the proxy."""
+    """The database user that clients (Batch jobs, the consumer) sign in as through the proxy;
+    never the master user (infra/config refuses dbAppUsername = dbMasterUsername)."""
     multi_az: bool
     deletion_protection: bool
     """Deletion protection on the instance, and a final snapshot when it is deleted."""
@@ -117,13 +118,6 @@ class Database(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        if args.app_username == args.master_username:
-            # One proxy auth per user, and `jobstream db-bootstrap` would reset the master's
-            # password that RDS manages.
-            raise ValueError(
-                f"dbAppUsername {args.app_username!r} is the master user: the app user must be "
-                "a separate database user (set jobstream:dbAppUsername to another name)"
-            )
         super().__init__("jobstream:database:Database", name, None, opts)
         self._name = name
         child = pulumi.ResourceOptions(parent=self)

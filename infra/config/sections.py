@@ -391,6 +391,16 @@ class DatabaseConfig:
                 "dbAutoMinorVersionUpgrade to false",
                 "dbAutoMinorVersionUpgrade",
             )
+        if v["dbAppUsername"] == v["dbMasterUsername"]:
+            # The proxy holds one secret per user, and `jobstream db-bootstrap` (which writes
+            # the app user's) would reset the master's password that RDS manages.
+            yield problem(
+                v,
+                "dbAppUsername",
+                "is the master user: the app user must be a separate database user (set "
+                "jobstream:dbAppUsername to another name)",
+                "dbMasterUsername",
+            )
         if v["proxyMaxIdleConnectionsPercent"] > v["proxyMaxConnectionsPercent"]:
             yield problem(
                 v,

@@ -352,6 +352,15 @@ def test_reserved_database_user_names_are_refused(key: str, value: str) -> None:
     assert rejected_keys(raw) == [key]  # reserved words have no escape: the engine refuses them
 
 
+def test_app_user_must_differ_from_the_master_user() -> None:
+    with pytest.raises(
+        ConfigError, match=r"dbAppUsername = 'jobstream_admin' .*is the master"
+    ) as caught:
+        parse(dev_config(dbAppUsername="jobstream_admin"), stack="dev")
+    assert caught.value.keys == ["dbAppUsername"]
+    assert caught.value.problems[0].related == {"dbMasterUsername": "jobstream_admin"}
+
+
 def test_master_user_name_longer_than_rds_allows_is_refused() -> None:
     """CreateDBInstance MasterUsername: "Must be 1 to 16 letters, numbers, or underscores." """
     assert rejected_keys(dev_config(dbMasterUsername="jobstream_administrator")) == [
