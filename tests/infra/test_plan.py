@@ -58,8 +58,10 @@ def test_json_has_the_documented_shape(plans: PlanSet) -> None:
             "protect",
             "retainOnDelete",
             "dependencies",
+            "importId",
         }
         assert isinstance(r["protect"], bool) and isinstance(r["retainOnDelete"], bool)
+        assert r["importId"] is None  # prod adopts nothing
         assert isinstance(r["dependencies"], list) and isinstance(r["inputs"], dict)
     assert document["outputs"]["phase"] == 1
 
