@@ -119,14 +119,14 @@ class BatchArgs:
     db_user: str
     db_security_group_id: pulumi.Input[str]
     """The security group the jobs reach PostgreSQL through (the RDS Proxy's)."""
-    trigger: BatchTrigger | None = None
-    adopted_compute_environment: str | None = None
+    trigger: BatchTrigger | None
+    adopted_compute_environment: str | None
     """The name of a running compute environment to import instead of creating one (named with
     ``compute_environment_name_prefix``)."""
-    job_queue_import_id: str | None = None
+    job_queue_import_id: str | None
     """The ARN of a running job queue to import; ``job_queue_name`` must then be its name. An
     adopted job queue (it holds the queued jobs) is protected."""
-    job_definition_import_id: str | None = None
+    job_definition_import_id: str | None
     """The ARN (with revision) of a job definition to import; ``job_definition_name`` must then
     be its name."""
 

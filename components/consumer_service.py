@@ -58,14 +58,14 @@ class ConsumerServiceArgs:
     database_security_group_id: pulumi.Input[str]
     log_group_name: str
     log_retention_days: int
-    cpu: int = 1024
-    memory_mib: int = 2048
-    desired_count: int = 1
-    min_count: int = 1
-    max_count: int = 4
-    scaling_metric: ScalingMetric = ScalingMetric.CONSUMER_LAG
-    lag_target_per_task: int = 1000
-    cpu_target_percent: int = 60
+    cpu: int
+    memory_mib: int
+    desired_count: int
+    min_count: int
+    max_count: int
+    scaling_metric: ScalingMetric
+    lag_target_per_task: int
+    cpu_target_percent: int
     kafka_cluster_name: str = ""
     consumer_group: str = ""
     topic: str = ""

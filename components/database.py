@@ -76,7 +76,8 @@ class DatabaseArgs:
     db_name: str
     master_username: str
     app_username: str
-    """The database user that clients (Batch jobs, the consumer) sign in as through the proxy."""
+    """The database user that clients (Batch jobs, the consumer) sign in as through the proxy;
+    never the master user (infra/config refuses dbAppUsername = dbMasterUsername)."""
     multi_az: bool
     deletion_protection: bool
     """Deletion protection on the instance, and a final snapshot when it is deleted."""
@@ -86,13 +87,13 @@ class DatabaseArgs:
     proxy_max_idle_connections_percent: int
     proxy_connection_borrow_timeout_seconds: int
     proxy_idle_client_timeout_seconds: int
-    auto_minor_version_upgrade: bool = True
-    performance_insights: bool = False
-    performance_insights_retention_days: int = 7
+    auto_minor_version_upgrade: bool
+    performance_insights: bool
+    performance_insights_retention_days: int
     """7 days is Performance Insights' free tier."""
-    existing_instance_id: str | None = None
+    existing_instance_id: str | None
     """Front this existing instance (same VPC, RDS-managed master password) instead of creating one."""
-    protect: bool = False
+    protect: bool
 
 
 def parameter_group_family(engine_version: str) -> str:
@@ -117,13 +118,6 @@ class Database(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        if args.app_username == args.master_username:
-            # One proxy auth per user, and `jobstream db-bootstrap` would reset the master's
-            # password that RDS manages.
-            raise ValueError(
-                f"dbAppUsername {args.app_username!r} is the master user: the app user must be "
-                "a separate database user (set jobstream:dbAppUsername to another name)"
-            )
         super().__init__("jobstream:database:Database", name, None, opts)
         self._name = name
         child = pulumi.ResourceOptions(parent=self)

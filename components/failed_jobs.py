@@ -45,8 +45,8 @@ class FailedJobsArgs:
     rule_name: str
     job_queue_arn: pulumi.Input[str]
     """The Batch job queue whose failed jobs are captured."""
+    protect: bool
     retention_seconds: int = MAX_RETENTION_SECONDS
-    protect: bool = False
 
 
 def failed_job_pattern(job_queue_arn: pulumi.Input[str]) -> Mapping[str, Any]:

@@ -28,13 +28,13 @@ class JobQueueArgs:
     retention_seconds: int
     dlq_retention_seconds: int
     max_receive_count: int
-    kms_key_arn: str | None = None
+    kms_key_arn: str | None
     """A customer-managed KMS key; when unset the queues use SQS-managed encryption (SSE-SQS)."""
-    protect: bool = False
-    queue_import_id: str | None = None
+    protect: bool
+    queue_import_id: str | None
     """The URL of a running queue to import (adopt) as the job queue instead of creating one;
     ``queue_name`` must then be its name. An adopted queue is always protected."""
-    dlq_import_id: str | None = None
+    dlq_import_id: str | None
     """The same for the dead-letter queue."""
 
 

@@ -111,17 +111,17 @@ class KafkaArgs:
     topics: Sequence[TopicSpec]
     consumer_group: str
     region: str
-    kafka_version: str = "3.8.x"
-    instance_type: str = "kafka.t3.small"
-    broker_count: int = 2
-    volume_size_gb: int = 100
-    max_volume_size_gb: int = 500
-    storage_target_percent: int = 60
-    enhanced_monitoring: EnhancedMonitoring = EnhancedMonitoring.PER_TOPIC_PER_BROKER
+    kafka_version: str
+    instance_type: str
+    broker_count: int
+    volume_size_gb: int
+    max_volume_size_gb: int
+    storage_target_percent: int
+    enhanced_monitoring: EnhancedMonitoring
+    log_retention_days: int
+    protect: bool
     server_properties: str = ""
     log_group_name: str = ""
-    log_retention_days: int = 30
-    protect: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -27,7 +27,7 @@ class NetworkArgs:
     nat_strategy: NatStrategy
     flow_log_retention_days: int
     flow_log_group_name: str
-    interface_endpoints: Sequence[str] = field(default_factory=tuple)
+    interface_endpoints: Sequence[str]
 
 
 def subnet_cidrs(vpc_cidr: str, az_count: int) -> tuple[list[str], list[str]]:

@@ -1,7 +1,7 @@
 """Sections of README.md generated from the code: the config-key table and the phase table.
 
 ``python -m infra.docs`` rewrites them in place (``make docs``); a test fails when README.md is
-stale, so the documentation cannot drift from ``infra/config.py`` and ``jobstream.contract.phases``.
+stale, so the documentation cannot drift from ``infra/config/`` and ``jobstream.contract.phases``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ and ``pulumi_policy``: the pack runs in a virtualenv that holds nothing else.
 
 Which environment a stack is ("is this prod?") is decided by ``environment_of``: the policy's
 own config ``environment`` (``--policy-pack-config``), else the stack's ``jobstream:environment``
-config value, else the stack name (the same default ``infra/config.py`` applies).
+config value, else the stack name (the same default ``infra/config/`` applies).
 """
 
 from __future__ import annotations

@@ -525,11 +525,6 @@ def test_existing_instance_app_user_secret_uses_the_master_secrets_key(existing:
     assert secret.inputs["kmsKeyId"].startswith("arn:aws:kms:us-east-1:123456789012:key/")
 
 
-def test_app_user_must_differ_from_the_master_user() -> None:
-    with pytest.raises(ValueError, match=r"dbAppUsername 'jobstream_admin' is the master user"):
-        run_plan("dev", phase=1, overrides={"jobstream:dbAppUsername": "jobstream_admin"})
-
-
 # ---- issue 12: engine version, log groups, final snapshot, Performance Insights ------------------
 
 RANDOM_ID = "random:index/randomId:RandomId"

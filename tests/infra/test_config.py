@@ -1,4 +1,4 @@
-"""Each rule of infra/config.py: a bad value fails with an error naming the key."""
+"""Each rule of infra/config/: a bad value fails with an error naming the key."""
 
 from __future__ import annotations
 
@@ -350,6 +350,15 @@ def test_known_values_name_their_source_and_date() -> None:
 def test_reserved_database_user_names_are_refused(key: str, value: str) -> None:
     raw = dev_config(**{key: value}, allowUnlistedValues="true")
     assert rejected_keys(raw) == [key]  # reserved words have no escape: the engine refuses them
+
+
+def test_app_user_must_differ_from_the_master_user() -> None:
+    with pytest.raises(
+        ConfigError, match=r"dbAppUsername = 'jobstream_admin' .*is the master"
+    ) as caught:
+        parse(dev_config(dbAppUsername="jobstream_admin"), stack="dev")
+    assert caught.value.keys == ["dbAppUsername"]
+    assert caught.value.problems[0].related == {"dbMasterUsername": "jobstream_admin"}
 
 
 def test_master_user_name_longer_than_rds_allows_is_refused() -> None:

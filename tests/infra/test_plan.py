@@ -60,6 +60,7 @@ def test_json_has_the_documented_shape(plans: PlanSet) -> None:
         }
         assert r["importId"] is None or isinstance(r["importId"], str)
         assert isinstance(r["protect"], bool) and isinstance(r["retainOnDelete"], bool)
+        assert r["importId"] is None  # prod adopts nothing
         assert isinstance(r["dependencies"], list) and isinstance(r["inputs"], dict)
     assert document["outputs"]["phase"] == 1
 
