@@ -25,7 +25,8 @@ from ops.errors import EXIT_OK, UsageError, handles_errors
 from ops.report import console
 
 if TYPE_CHECKING:
-    from infra.plan import Plan, PlanDiff, PlanRequest
+    from infra.plan import Plan, PlanRequest
+    from infra.plan_diff import PlanDiff
 
 
 def register(subparsers: Any) -> None:
@@ -139,7 +140,9 @@ def _with_progress(
 
 @handles_errors
 def run(args: argparse.Namespace) -> int:
-    from infra.plan import PlanRequest, diff_plans, every_plan, mermaid
+    from infra.plan import PlanRequest, every_plan
+    from infra.plan_diff import diff_plans
+    from infra.plan_views import mermaid
 
     overrides = _overrides(args.set)
     if args.all:
@@ -190,7 +193,7 @@ def _resources(n: int) -> str:
 def _print_table(plan: Plan) -> None:
     from rich.table import Table
 
-    from infra.plan import group_counts
+    from infra.plan_views import group_counts
 
     out = console()
     current = phase(plan.phase)
@@ -271,7 +274,7 @@ def _short_type(type_: str) -> str:
 
 
 def _print_diff(plan: Plan, diff: PlanDiff) -> None:
-    from infra.plan import is_structured
+    from infra.plan_diff import is_structured
 
     out = console()
     counts = diff.counts()

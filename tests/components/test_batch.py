@@ -11,7 +11,9 @@ import pytest
 import components.batch
 import infra.config
 from components.container_roles import ecr_repository_arn
-from infra.plan import Plan, PlanSet, diff_plans, iter_policy_documents
+from infra.plan import Plan, PlanSet
+from infra.plan_diff import diff_plans
+from infra.plan_views import iter_policy_documents
 from jobstream.contract.choices import ComputeType
 from jobstream.contract.exits import WorkerExit
 from tests.components.conftest import (

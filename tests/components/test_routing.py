@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from infra.mocks import ACCOUNT_ID
-from infra.plan import Plan, PlanSet, iter_policy_documents
+from infra.plan import Plan, PlanSet
+from infra.plan_views import iter_policy_documents
 from jobstream.contract.phases import PHASES, ResourceGroup, phase
 from jobstream.contract.routing import Routing
 

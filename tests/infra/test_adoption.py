@@ -16,7 +16,8 @@ from functools import cache
 import pytest
 
 from infra.config import ConfigError, parse, read_stack_config
-from infra.plan import Plan, PlannedResource, diff_plans, run_plan
+from infra.plan import Plan, PlannedResource, run_plan
+from infra.plan_diff import diff_plans
 
 ACCOUNT = "210987654321"
 QUEUE_URL = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/legacy-jobs"

@@ -1,6 +1,6 @@
 """Every IAM policy document the program produces passes parliament with no finding above LOW.
 
-Documents come from the offline plan (``infra.plan.iter_policy_documents``) for every stack and
+Documents come from the offline plan (``infra.plan_views.iter_policy_documents``) for every stack and
 phase: role trust policies, role / managed policies, inline policies and resource policies
 (queue, topic, key policies). parliament runs through its Python API (its CLI ``--file`` fails
 without a TTY, as in CI). A finding parliament gets wrong is allowed by ``_allowed`` below, as
@@ -17,7 +17,8 @@ from typing import Any
 import parliament
 import pytest
 
-from infra.plan import PlanSet, iter_policy_documents
+from infra.plan import PlanSet
+from infra.plan_views import iter_policy_documents
 from jobstream.contract.phases import PHASES
 
 STACKS = ("dev", "prod")

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError
-from infra.plan import Plan, PlannedResource, PlanSet, diff_plans, run_plan
+from infra.plan import Plan, PlannedResource, PlanSet, run_plan
+from infra.plan_diff import diff_plans
 from jobstream.contract.phases import PHASES, ResourceGroup, adjacent_changes, phase
 from ops import plan_cmd
 

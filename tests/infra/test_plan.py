@@ -8,16 +8,9 @@ from pathlib import Path
 import pytest
 
 from infra.config import ConfigError, PlanError, read_stack_config
-from infra.plan import (
-    PlanSet,
-    component_uses,
-    diff_plans,
-    engine_urn,
-    group_counts,
-    mermaid,
-    run_plan,
-    value_changes,
-)
+from infra.plan import PlanSet, engine_urn, run_plan
+from infra.plan_diff import diff_plans, value_changes
+from infra.plan_views import component_uses, group_counts, mermaid
 
 
 def test_top_level_urns_have_no_stack_type_prefix() -> None:

@@ -116,7 +116,7 @@ def test_untracked_types_are_never_blockers() -> None:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_no_phase_change_replaces_a_stateful_resource(plans: PlanSet, stack: str) -> None:
-    from infra.plan import diff_plans
+    from infra.plan_diff import diff_plans
     from jobstream.contract.phases import adjacent_changes
 
     for old, new in adjacent_changes():
