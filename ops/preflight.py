@@ -62,6 +62,10 @@ DEFAULT_MIN_DUAL_WRITE_RATIO = 0.99
 DEFAULT_MIN_PARITY = 0.999
 DEFAULT_MAX_LAG = 1000
 DEFAULT_LAG_WINDOW_MINUTES = 15.0
+LAG_PERIODS = (1, 5, 10, 30, 60)
+"""CloudWatch periods a lag read may use: below 60 s only for high-resolution metrics."""
+DEFAULT_LAG_PERIOD_SECONDS = 60
+"""MSK publishes the consumer-group lag metrics once a minute."""
 DEFAULT_DRAIN_WINDOW_HOURS = 1.0
 
 
@@ -99,6 +103,16 @@ def register(subparsers: Any) -> None:
         type=_positive,
         default=DEFAULT_MAX_LAG,
         help=f"to 4: highest Kafka consumer lag (SumOffsetLag) allowed (default {DEFAULT_MAX_LAG})",
+    )
+    parser.add_argument(
+        "--lag-period-seconds",
+        type=int,
+        choices=LAG_PERIODS,
+        default=DEFAULT_LAG_PERIOD_SECONDS,
+        help=(
+            "CloudWatch period of the lag reads (default 60: MSK's lag metrics are per minute; "
+            "shorter periods need high-resolution data, as the local rehearsal publishes)"
+        ),
     )
     parser.add_argument(
         "--lag-window-minutes",
@@ -366,13 +380,19 @@ def _parity(ctx: StackContext, window: timedelta, min_parity: float) -> Check:
     return check(name, needs, decide)
 
 
-def _lag(ctx: StackContext, window: timedelta, max_lag: float) -> Check:
+def _lag(
+    ctx: StackContext,
+    window: timedelta,
+    max_lag: float,
+    *,
+    period: int = DEFAULT_LAG_PERIOD_SECONDS,
+) -> Check:
     name = f"Kafka consumer lag ({human_window(window)})"
     needs = f"< {fmt_int(max_lag)}"
 
     def decide() -> Check:
         metric = kafka_lag_metric(ctx)
-        peak = metric_max(ctx, metric, window=window, period=60)
+        peak = metric_max(ctx, metric, window=window, period=period)
         if peak is None:
             raise CannotTellError(
                 f"no {metric.describe()} data in the last {human_window(window)} (MSK publishes "
@@ -417,7 +437,9 @@ def _current_phase_since(ctx: StackContext) -> datetime | None:
     return None
 
 
-def _lag_caught_up(ctx: StackContext, window: timedelta) -> Check:
+def _lag_caught_up(
+    ctx: StackContext, window: timedelta, *, period: int = DEFAULT_LAG_PERIOD_SECONDS
+) -> Check:
     """Rolling back 3 -> 2 turns the Kafka consumer off: every job that went to Kafka alone
     (published in phase 4, before the rollback to 3) must have been applied first. The group's
     lag at zero at some sampling instant after phase 3 began means every message published
@@ -433,13 +455,15 @@ def _lag_caught_up(ctx: StackContext, window: timedelta) -> Check:
         except CannotTellError:
             since = None
         start = ctx.now - window
-        series = metric_series(ctx, metric, stat="Minimum", start=start, end=ctx.now, period=60)
+        series = metric_series(ctx, metric, stat="Minimum", start=start, end=ctx.now, period=period)
         if not series:
             raise CannotTellError(
                 f"no {metric.describe()} data in the last {human_window(window)} (MSK publishes "
                 "lag only for an active consumer group)"
             )
-        after = [(ts, v) for ts, v in series if since is None or ts + timedelta(seconds=60) > since]
+        after = [
+            (ts, v) for ts, v in series if since is None or ts + timedelta(seconds=period) > since
+        ]
         zero = [ts for ts, v in after if v == 0]
         began = f"phase 3 began {since:%H:%M} UTC" if since is not None else "no phase change seen"
         if zero:
@@ -597,7 +621,12 @@ def to_cutover(ctx: StackContext, args: argparse.Namespace) -> list[Check]:
     # phase 4 and applies what reached SQS (DESIGN.md, processing guarantee).
     return [
         _parity(ctx, window, args.min_parity),
-        _lag(ctx, timedelta(minutes=args.lag_window_minutes), args.max_lag),
+        _lag(
+            ctx,
+            timedelta(minutes=args.lag_window_minutes),
+            args.max_lag,
+            period=args.lag_period_seconds,
+        ),
         _queue_empty(ctx, ctx.names.dead_letter_queue, "DLQ"),
         _queue_empty(ctx, ctx.names.failed_jobs_queue, "failed-jobs capture"),
         _dead_letter_topic(ctx, window, dead_letter_topic),
@@ -626,7 +655,8 @@ def rollback_checks(
     upper = phase(lower + 1)
     if upper.has(ResourceGroup.CONSUMER_SERVICE) and not needs.has(ResourceGroup.CONSUMER_SERVICE):
         minutes = args.lag_window_minutes if args is not None else DEFAULT_LAG_WINDOW_MINUTES
-        checks.append(_lag_caught_up(ctx, timedelta(minutes=minutes)))
+        period = args.lag_period_seconds if args is not None else DEFAULT_LAG_PERIOD_SECONDS
+        checks.append(_lag_caught_up(ctx, timedelta(minutes=minutes), period=period))
     if needs.has(ResourceGroup.DATABASE):
         checks += _database_checks(ctx)
     if needs.has(ResourceGroup.JOB_QUEUE):

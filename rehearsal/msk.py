@@ -108,6 +108,9 @@ class LagPublisher:
                                 {"Name": "Topic", "Value": self._topic},
                             ],
                             "Value": float(value),
+                            # High resolution, so that the gates can read it in periods of
+                            # seconds (MSK itself publishes per minute).
+                            "StorageResolution": 1,
                         }
                     ],
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from jobstream.contract import metrics as m
@@ -181,6 +182,19 @@ def test_to_4_fails_when_the_lag_reaches_the_threshold(account: Seeder, run: Run
     account.lag([(minutes(3), 1500.0)])
     lag = preflight(run, 4).check("Kafka consumer lag")
     assert (lag["verdict"], lag["value"]) == ("fail", 1500.0)
+
+
+def test_a_short_lag_period_reads_high_resolution_data_in_a_short_window(
+    account: Seeder, run: Run
+) -> None:
+    """The rehearsal's case: a 15-second window read in 5-second periods sees only the lag of
+    those seconds (a backlog cleared before it is not in the window)."""
+    _cutover_ready(account)
+    account.lag([(timedelta(seconds=50), 1500.0), (timedelta(seconds=8), 0.0)])
+    lag = preflight(run, 4, "--lag-window-minutes", "0.25", "--lag-period-seconds", "5").check(
+        "Kafka consumer lag"
+    )
+    assert (lag["verdict"], lag["value"]) == ("pass", 0.0)
 
 
 def test_to_4_fails_when_the_kafka_consumer_dead_lettered(account: Seeder, run: Run) -> None:
