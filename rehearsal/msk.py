@@ -33,6 +33,9 @@ class LagPublisher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.last_lag: int | None = None
+        from confluent_kafka.admin import AdminClient
+
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
         self._threads = [
             threading.Thread(target=self._follow, name="msk-end-offsets", daemon=True),
             threading.Thread(target=self._publish, name="msk-lag", daemon=True),
@@ -73,19 +76,24 @@ class LagPublisher:
             reader.close()
 
     def lag(self) -> int | None:
-        from confluent_kafka import Consumer, TopicPartition
+        """The group's lag from its committed offsets, read with the admin API (as MSK computes
+        it), never through a consumer of the group: a consumer created with the service's group
+        id, even one that never subscribes, talks to the group's coordinator, and the local
+        broker's group handling is fragile enough (docs/messaging.md, "Tansu quirks") not to
+        add that. None when the offsets cannot be read (nothing is published then, as MSK
+        publishes nothing it cannot compute)."""
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
-        probe = Consumer(
-            {"bootstrap.servers": self._bootstrap, "group.id": self._group, "log_level": 0}
+        request = ConsumerGroupTopicPartitions(
+            self._group, [TopicPartition(self._topic, p) for p in range(self._partitions)]
         )
         try:
-            committed = probe.committed(
-                [TopicPartition(self._topic, p) for p in range(self._partitions)], timeout=5
-            )
+            future = self._admin.list_consumer_group_offsets([request])[self._group]
+            committed = future.result(timeout=5).topic_partitions or []
         except Exception:
             return None
-        finally:
-            probe.close()
+        if len(committed) != self._partitions:
+            return None
         with self._lock:
             end = list(self._end)
         return sum(max(0, end[tp.partition] - max(tp.offset, 0)) for tp in committed)
