@@ -33,7 +33,7 @@ import json
 from typing import Any
 
 from infra import config as config_module
-from infra.config import NAMESPACE, ConfigError, project_dir, read_stack_config
+from infra.config import NAMESPACE, ConfigError, config_string, project_dir, read_stack_config
 from ops.adoption.compare import differences
 from ops.adoption.live import Reader
 from ops.adoption.model import Adoption
@@ -137,13 +137,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _config_text(value: Value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return json.dumps(value)
-    return str(value)
+    """What the engine would hand the program for ``value`` written to the stack file; an empty
+    string for a removed key (an optional key's parser reads it as unset)."""
+    return "" if value is None else config_string(value)
 
 
 def _print(args: argparse.Namespace, result: Adoption, source: str) -> None:

@@ -15,7 +15,13 @@ command that only needs a stack's region or names never pays for importing the p
 
 from infra.config.adoption import AdoptionConfig, stack_names
 from infra.config.batch import BatchConfig
-from infra.config.files import PlanError, available_stacks, project_dir, read_stack_config
+from infra.config.files import (
+    PlanError,
+    available_stacks,
+    config_string,
+    project_dir,
+    read_stack_config,
+)
 from infra.config.kafka import ConsumerServiceConfig, KafkaConfig, MonitoringConfig
 from infra.config.keys import (
     ESCAPE_KEY,
@@ -66,6 +72,7 @@ __all__ = [
     "StackConfig",
     "TopicManager",
     "available_stacks",
+    "config_string",
     "known_values",
     "load",
     "markdown_table",

@@ -61,7 +61,7 @@ def _parsed_stack_file(path: str, _mtime_ns: int, _size: int) -> Mapping[str, st
     for key, value in config.items():
         if isinstance(value, Mapping) and "secure" in value:
             raise PlanError(f"{name}: {key} is a secret; the offline plan cannot decrypt it")
-        raw[str(key)] = _config_string(value)
+        raw[str(key)] = config_string(value)
     return MappingProxyType(raw)
 
 
@@ -100,7 +100,9 @@ def _load_yaml(path: Path) -> Any:
         raise PlanError(f"{path.name}: not valid YAML: {error}") from None
 
 
-def _config_string(value: Any) -> str:
+def config_string(value: Any) -> str:
+    """A stack-file value as the string the engine hands the program (the stack files' YAML
+    scalars, lists and objects; what `jobstream adopt --write` puts there reads back the same)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
