@@ -792,7 +792,7 @@ class Rehearsal:
         self._operate(self._phase)
         self._drain()
 
-    def _kafka_done(self, lag: int | None) -> bool:
+    def _kafka_done(self, lag: int | None, state: Mapping[str, Any]) -> bool:
         """Nothing left for the Kafka consumers to apply: no lag, or (SQS primary) the copies
         left are the dual-written ones that SQS applies, each published job already applied.
         The local broker sometimes keeps a re-formed consumer group without partitions for
@@ -802,7 +802,7 @@ class Rehearsal:
             return True
         if phase(self._phase).primary_route.value == "kafka":
             return False
-        return self._applied_count() >= self._published_count()
+        return int(state["applied"]) >= int(state["published"])
 
     def _drain(self) -> None:
         sqs = self.client("sqs")
@@ -818,10 +818,11 @@ class Rehearsal:
             )["Attributes"]
             depth = sum(int(v) for v in attributes.values())
             lag = self.lag.lag() if self.service is not None else 0
-            quiet = (
-                quiet + 1 if depth == 0 and self.batch.busy() == 0 and self._kafka_done(lag) else 0
-            )
-            self._progress({**self._state(), "status": f"draining: queue {depth}, lag {lag}"})
+            # One reading of the journals and the results per poll, for the check and the line.
+            state = self._state()
+            done = depth == 0 and self.batch.busy() == 0 and self._kafka_done(lag, state)
+            quiet = quiet + 1 if done else 0
+            self._progress({**state, "status": f"draining: queue {depth}, lag {lag}"})
             time.sleep(1.0)
 
     # ================================================================== the report
