@@ -5,6 +5,11 @@ import/): the resource with that id is read from AWS and put in the stack instea
 since pulumi/pulumi#19339 an import whose inputs differ succeeds and then updates the resource
 to the program's inputs (pulumi/docs#16580), which is why `jobstream adopt` writes the config
 that makes the inputs equal the live settings.
+
+The import ids per type are the provider's (pulumi-aws 7.x, each resource's "Import" section):
+an SQS queue by its URL, a Batch compute environment by its name, a job queue and a job
+definition by their ARNs; the names are ForceNew (infra/replacement.py cites the provider
+source), so an adopted resource keeps its own name.
 """
 
 from __future__ import annotations
