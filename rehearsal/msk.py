@@ -4,7 +4,9 @@ the lag the way they read it from MSK.
 
 The Tansu broker reports wrong high watermarks (FACTS.md), so the end offsets come from a reader
 of its own that follows the topic from the beginning (no group, nothing committed); the group's
-committed offsets come from the broker (consumer-group admin calls work on Tansu). MSK emits the
+committed offsets come from the broker (consumer-group admin calls work on Tansu), read in a
+child process (group_offsets.py: librdkafka's admin client can abort its process when the
+rehearsal cuts the broker's connections). MSK emits the
 metric once a minute; this samples every few seconds, which only makes the gates' view sharper.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+
+from rehearsal.group_offsets import GroupOffsetsReader
 
 
 class LagPublisher:
@@ -33,9 +37,9 @@ class LagPublisher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.last_lag: int | None = None
-        from confluent_kafka.admin import AdminClient
-
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        self._offsets = GroupOffsetsReader(
+            bootstrap=bootstrap, group=group, topic=topic, partitions=partitions
+        )
         self._threads = [
             threading.Thread(target=self._follow, name="msk-end-offsets", daemon=True),
             threading.Thread(target=self._publish, name="msk-lag", daemon=True),
@@ -50,6 +54,7 @@ class LagPublisher:
         self._stop.set()
         for thread in self._threads:
             thread.join(10)
+        self._offsets.close()
 
     def _follow(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -82,21 +87,17 @@ class LagPublisher:
         broker's group handling is fragile enough (docs/messaging.md, "Tansu quirks") not to
         add that. None when the offsets cannot be read (nothing is published then, as MSK
         publishes nothing it cannot compute)."""
-        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-
-        request = ConsumerGroupTopicPartitions(
-            self._group, [TopicPartition(self._topic, p) for p in range(self._partitions)]
-        )
-        try:
-            future = self._admin.list_consumer_group_offsets([request])[self._group]
-            committed = future.result(timeout=5).topic_partitions or []
-        except Exception:
-            return None
-        if len(committed) != self._partitions:
+        committed = self._offsets.read()
+        if committed is None or len(committed) != self._partitions:
             return None
         with self._lock:
             end = list(self._end)
-        return sum(max(0, end[tp.partition] - max(tp.offset, 0)) for tp in committed)
+        return sum(max(0, end[p] - max(offset, 0)) for p, offset in committed.items())
+
+    @property
+    def readers_lost(self) -> int:
+        """Offsets-reader processes that died or stopped answering (librdkafka aborts)."""
+        return self._offsets.children_lost
 
     def _publish(self) -> None:
         while not self._stop.wait(self._interval):

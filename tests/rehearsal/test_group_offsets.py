@@ -1,0 +1,60 @@
+"""The lag stand-in's offsets reader: the group's committed offsets from the broker's admin API,
+in a child process that may die (librdkafka 2.16 aborts an admin client's process when a
+coordinator call meets a cut connection, confluentinc/librdkafka#5397) without taking the
+rehearsal with it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from rehearsal.group_offsets import GroupOffsetsReader
+from rehearsal.servers import TansuBroker
+from tests.runtime.messaging.conftest import create_topics
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def committed(kafka_broker: TansuBroker) -> tuple[str, str]:
+    """A topic of two partitions and a group that committed 5 and 3 on them."""
+    topic, group = f"offsets-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_broker.bootstrap, topic, partitions=2)
+    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": group})
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 3)], asynchronous=False
+        )
+    finally:
+        consumer.close()
+    return topic, group
+
+
+@pytest.fixture
+def reader(kafka_broker: TansuBroker, committed: tuple[str, str]) -> Iterator[GroupOffsetsReader]:
+    topic, group = committed
+    reader = GroupOffsetsReader(
+        bootstrap=kafka_broker.bootstrap, group=group, topic=topic, partitions=2
+    )
+    yield reader
+    reader.close()
+
+
+def test_the_reader_gives_the_offsets_the_group_committed(reader: GroupOffsetsReader) -> None:
+    assert reader.read() == {0: 5, 1: 3}
+    assert reader.children_lost == 0
+
+
+def test_a_reader_process_that_dies_is_replaced_at_the_next_read(
+    reader: GroupOffsetsReader,
+) -> None:
+    assert reader.read() == {0: 5, 1: 3}
+    child = reader._child  # pyright: ignore[reportPrivateUsage]
+    assert child is not None
+    child.kill()  # what librdkafka's abort does to it
+    child.wait(5)
+    assert reader.read() == {0: 5, 1: 3}, "the next read must start a new child"
+    assert reader.children_lost == 1
