@@ -9,7 +9,8 @@ address, so the admin client's connection is cut too), and the abort took the wh
 down; pausing the reads during the cut was not enough (the client aborted afterwards with no
 read in flight). So the client lives in this small child process: if librdkafka aborts it, that
 read gives no value (MSK publishes nothing it cannot compute either) and the next read starts a
-new child.
+new child. A child whose read fails is replaced too: an admin client whose connections were cut
+never read again (every read timed out for 70 s after a 4-s cut; a new client read at once).
 
 Protocol: the parent writes a line per read; the child answers with one JSON line, a list of
 ``[partition, committed offset]`` or ``null`` when the offsets could not be read.
@@ -41,7 +42,8 @@ class GroupOffsetsReader:
         ]  # fmt: skip
         self._child: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
-        self.children_lost = 0  # children that died or stopped answering (librdkafka aborts)
+        # children replaced: they died (librdkafka aborts), stopped answering or failed a read
+        self.children_lost = 0
 
     def read(self) -> dict[int, int] | None:
         with self._lock:
@@ -54,11 +56,14 @@ class GroupOffsetsReader:
                 line = child.stdout.readline() if ready else ""
             except (BrokenPipeError, OSError):
                 line = ""
-            if not line:
+            answer = json.loads(line) if line else None
+            if answer is None:
+                # A client whose connections were cut stays unable to read (measured: every read
+                # timed out for 70 s after a 4-s cut, while a new client read at once): the next
+                # read starts a new one.
                 self._discard_child()
                 return None
-            answer = json.loads(line)
-            return None if answer is None else {int(p): int(o) for p, o in answer}
+            return {int(p): int(o) for p, o in answer}
 
     def close(self) -> None:
         with self._lock:

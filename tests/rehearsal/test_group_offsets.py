@@ -5,6 +5,7 @@ rehearsal with it."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -12,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from rehearsal.group_offsets import GroupOffsetsReader
-from rehearsal.servers import TansuBroker
+from rehearsal.servers import TansuBroker, TcpProxy, free_port
 from tests.runtime.messaging.conftest import create_topics
 
 pytestmark = pytest.mark.kafka
@@ -58,3 +59,35 @@ def test_a_reader_process_that_dies_is_replaced_at_the_next_read(
     child.wait(5)
     assert reader.read() == {0: 5, 1: 3}, "the next read must start a new child"
     assert reader.children_lost == 1
+
+
+def test_the_reader_reads_again_once_a_cut_connection_is_back() -> None:
+    """An admin client whose connections were cut stayed unable to read (every read timed out
+    for 70 s after a 4-s cut, 2026-12-02): the reader replaces a child whose read failed."""
+    proxy_port = free_port()
+    broker = TansuBroker(advertised_port=proxy_port).start()  # clients reach it through the proxy
+    proxy = TcpProxy(broker.port, proxy_port).open()
+    topic, group = "cut-offsets", "cut-group"
+    try:
+        create_topics(f"127.0.0.1:{broker.port}", topic, partitions=2)
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+        consumer.commit(
+            offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 3)], asynchronous=False
+        )
+        consumer.close()
+        reader = GroupOffsetsReader(
+            bootstrap=f"127.0.0.1:{broker.port}", group=group, topic=topic, partitions=2
+        )
+        try:
+            assert reader.read() == {0: 5, 1: 3}
+            proxy.close()
+            reader.read()  # may fail or not, by timing
+            time.sleep(4)
+            proxy.open()
+            reads = [reader.read() for _ in range(3)]
+            assert {0: 5, 1: 3} in reads, f"no read succeeded after the cut: {reads}"
+        finally:
+            reader.close()
+    finally:
+        proxy.close()
+        broker.stop()
