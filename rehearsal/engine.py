@@ -902,7 +902,7 @@ class Rehearsal:
             "stack": self.model.stack,
             "seconds": round(seconds, 1),
             "kafka_lag_at_end": self.lag.last_lag,
-            "lag_readers_lost": self.lag.readers_lost,
+            "lag_readers_replaced": self.lag.readers_replaced,
             "timings_seconds": {
                 # Where the wall time went: the servers and processes starting, the steps on
                 # the clock, the operator waiting for gates, the final drain, the stop.

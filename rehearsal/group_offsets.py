@@ -19,7 +19,6 @@ Protocol: the parent writes a line per read; the child answers with one JSON lin
 from __future__ import annotations
 
 import json
-import os
 import select
 import subprocess
 import sys
@@ -43,7 +42,7 @@ class GroupOffsetsReader:
         self._child: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         # children replaced: they died (librdkafka aborts), stopped answering or failed a read
-        self.children_lost = 0
+        self.children_replaced = 0
 
     def read(self) -> dict[int, int] | None:
         with self._lock:
@@ -87,14 +86,13 @@ class GroupOffsetsReader:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # librdkafka's abort message; counted, not printed
                 text=True,
-                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             )
         return self._child
 
     def _discard_child(self) -> None:
         if self._child is None:
             return
-        self.children_lost += 1
+        self.children_replaced += 1
         if self._child.poll() is None:
             self._child.kill()
         self._child.wait(5)

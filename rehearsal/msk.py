@@ -95,9 +95,10 @@ class LagPublisher:
         return sum(max(0, end[p] - max(offset, 0)) for p, offset in committed.items())
 
     @property
-    def readers_lost(self) -> int:
-        """Offsets-reader processes that died or stopped answering (librdkafka aborts)."""
-        return self._offsets.children_lost
+    def readers_replaced(self) -> int:
+        """Offsets-reader processes replaced: they died (librdkafka aborts), stopped answering
+        or failed a read."""
+        return self._offsets.children_replaced
 
     def _publish(self) -> None:
         while not self._stop.wait(self._interval):

@@ -19,18 +19,24 @@ from tests.runtime.messaging.conftest import create_topics
 pytestmark = pytest.mark.kafka
 
 
-@pytest.fixture
-def committed(kafka_broker: TansuBroker) -> tuple[str, str]:
-    """A topic of two partitions and a group that committed 5 and 3 on them."""
-    topic, group = f"offsets-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
-    create_topics(kafka_broker.bootstrap, topic, partitions=2)
-    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": group})
+COMMITTED = {0: 5, 1: 3}
+
+
+def commit_offsets(bootstrap: str, topic: str, group: str) -> None:
+    """``topic`` with two partitions, and ``group`` having committed ``COMMITTED`` on them."""
+    create_topics(bootstrap, topic, partitions=2)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
-        consumer.commit(
-            offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 3)], asynchronous=False
-        )
+        offsets = [TopicPartition(topic, p, o) for p, o in COMMITTED.items()]
+        consumer.commit(offsets=offsets, asynchronous=False)
     finally:
         consumer.close()
+
+
+@pytest.fixture
+def committed(kafka_broker: TansuBroker) -> tuple[str, str]:
+    topic, group = f"offsets-{uuid.uuid4().hex[:8]}", f"group-{uuid.uuid4().hex[:8]}"
+    commit_offsets(kafka_broker.bootstrap, topic, group)
     return topic, group
 
 
@@ -45,20 +51,20 @@ def reader(kafka_broker: TansuBroker, committed: tuple[str, str]) -> Iterator[Gr
 
 
 def test_the_reader_gives_the_offsets_the_group_committed(reader: GroupOffsetsReader) -> None:
-    assert reader.read() == {0: 5, 1: 3}
-    assert reader.children_lost == 0
+    assert reader.read() == COMMITTED
+    assert reader.children_replaced == 0
 
 
 def test_a_reader_process_that_dies_is_replaced_at_the_next_read(
     reader: GroupOffsetsReader,
 ) -> None:
-    assert reader.read() == {0: 5, 1: 3}
+    assert reader.read() == COMMITTED
     child = reader._child  # pyright: ignore[reportPrivateUsage]
     assert child is not None
     child.kill()  # what librdkafka's abort does to it
     child.wait(5)
-    assert reader.read() == {0: 5, 1: 3}, "the next read must start a new child"
-    assert reader.children_lost == 1
+    assert reader.read() == COMMITTED, "the next read must start a new child"
+    assert reader.children_replaced == 1
 
 
 def test_the_reader_reads_again_once_a_cut_connection_is_back() -> None:
@@ -69,23 +75,18 @@ def test_the_reader_reads_again_once_a_cut_connection_is_back() -> None:
     proxy = TcpProxy(broker.port, proxy_port).open()
     topic, group = "cut-offsets", "cut-group"
     try:
-        create_topics(f"127.0.0.1:{broker.port}", topic, partitions=2)
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
-        consumer.commit(
-            offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 3)], asynchronous=False
-        )
-        consumer.close()
+        commit_offsets(f"127.0.0.1:{broker.port}", topic, group)
         reader = GroupOffsetsReader(
             bootstrap=f"127.0.0.1:{broker.port}", group=group, topic=topic, partitions=2
         )
         try:
-            assert reader.read() == {0: 5, 1: 3}
+            assert reader.read() == COMMITTED
             proxy.close()
             reader.read()  # may fail or not, by timing
             time.sleep(4)
             proxy.open()
             reads = [reader.read() for _ in range(3)]
-            assert {0: 5, 1: 3} in reads, f"no read succeeded after the cut: {reads}"
+            assert COMMITTED in reads, f"no read succeeded after the cut: {reads}"
         finally:
             reader.close()
     finally:
