@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.plan import PlanSet
+from infra.plan import PlanSet, SharedEvaluations, sharing_evaluations
 from rehearsal.servers import LocalPostgres, MotoServer, TansuBroker, use_dummy_aws_credentials
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +89,26 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return PLANS_SCOPE if evaluates_plans(test_file) else test_file
 
     return FileScopes(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_evaluations() -> Iterator[SharedEvaluations]:
+    """Every offline plan the session evaluates, shared by its inputs (``SharedEvaluations``):
+    the commands a test runs in this process and the ``plans`` fixture evaluate each distinct
+    stack config once. A test that changes the program or the mocks, or watches an evaluation
+    happen, is marked ``fresh_evaluations``: it evaluates afresh, and keeps nothing."""
+    shared = SharedEvaluations()
+    with sharing_evaluations(shared):
+        yield shared
+
+
+@pytest.fixture(autouse=True)
+def _fresh_evaluations_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("fresh_evaluations") is None:
+        yield
+        return
+    with sharing_evaluations(None):
+        yield
 
 
 @pytest.fixture(scope="session")

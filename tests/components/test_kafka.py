@@ -186,6 +186,7 @@ def test_changing_a_broker_property_updates_the_same_configuration_in_place(
     )
 
 
+@pytest.mark.fresh_evaluations  # it changes the mocks
 def test_cluster_applies_the_configurations_latest_revision(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -231,6 +232,7 @@ def test_storage_auto_scaling_tracks_broker_storage_utilisation(dev3: Plan) -> N
     }
 
 
+@pytest.mark.fresh_evaluations  # it watches the evaluation
 def test_cluster_ignores_the_volume_size_that_the_scaler_owns(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -420,6 +422,7 @@ def test_the_same_config_gives_the_same_topics_under_either_manager(
     assert len(topic_tuples(under_aws)) == 2
 
 
+@pytest.mark.fresh_evaluations  # it watches the evaluation
 def test_kafka_topic_manager_connects_with_iam_over_tls_to_the_iam_brokers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infra.config import ConfigError, PlanError, read_stack_config
-from infra.plan import PlanSet, engine_urn, run_plan
+from infra.plan import PlanSet, SharedEvaluations, engine_urn, run_plan, sharing_evaluations
 from infra.plan_diff import diff_plans, value_changes
 from infra.plan_views import component_uses, group_counts, mermaid
 
@@ -66,10 +67,50 @@ def test_inputs_use_the_engines_camel_case_names(plans: PlanSet) -> None:
     )
 
 
+@pytest.mark.fresh_evaluations  # what sharing plans between callers rests on
 def test_two_runs_give_identical_plans() -> None:
     first = json.dumps(run_plan("dev", phase=2).to_json(), sort_keys=True)
     second = json.dumps(run_plan("dev", phase=2).to_json(), sort_keys=True)
     assert first == second
+
+
+@pytest.mark.fresh_evaluations
+def test_an_evaluation_walks_no_stack_for_source_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's per-registration stack walk (``_get_stack_trace``) is skipped while a plan is
+    evaluated, and put back afterwards: the plan never reads source positions."""
+    import traceback
+
+    from pulumi.runtime import resource as sdk
+
+    walked: list[int] = []
+    real_extract = traceback.extract_stack
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        walked.append(1)
+        return real_extract(*args, **kwargs)
+
+    original = sdk._get_stack_trace  # pyright: ignore[reportPrivateUsage]  # a rename fails here
+    monkeypatch.setattr(traceback, "extract_stack", counting)
+    plan = run_plan("dev", phase=1)
+    assert plan.resources and walked == [], f"the stack was walked {len(walked)} times"
+    assert sdk._get_stack_trace is original, "the SDK's stack walk was not put back"  # pyright: ignore[reportPrivateUsage]
+
+
+def test_shared_evaluations_evaluate_each_distinct_input_once() -> None:
+    shared = SharedEvaluations()
+    with sharing_evaluations(shared):
+        by_phase = run_plan("dev", phase=2)
+        by_override = run_plan("dev", overrides={"jobstream:phase": "2"})  # the same config
+        other = run_plan("dev", phase=2, overrides={"jobstream:maxReceiveCount": "9"})
+    assert by_override is by_phase and other is not by_phase
+    assert (shared.evaluated, shared.reused) == (2, 1)
+
+
+def test_a_config_error_is_raised_every_time_while_sharing() -> None:
+    with sharing_evaluations(SharedEvaluations()):
+        for _ in range(2):
+            with pytest.raises(ConfigError):
+                run_plan("dev", overrides={"jobstream:natStrategy": "per-galaxy"})
 
 
 def test_dependencies_point_at_recorded_resources(plans: PlanSet) -> None:
