@@ -49,7 +49,6 @@ from rehearsal.servers import (
     MotoServer,
     TansuBroker,
     TcpProxy,
-    free_port,
 )
 from rehearsal.service import ServiceStandIn
 from rehearsal.stack_model import StackModel
@@ -143,13 +142,14 @@ class Rehearsal:
             self._progress({"status": "starting moto, the Kafka broker, TLS PostgreSQL"})
             moto = MotoServer().start()
             stack.callback(moto.stop)
-            proxy_port = free_port()
-            broker = TansuBroker(advertised_port=proxy_port).start()
+            kafka_proxy = TcpProxy(target_port=0)  # holds its port from here on
+            stack.callback(kafka_proxy.stop)
+            broker = TansuBroker(advertised_port=kafka_proxy.port).start()
             stack.callback(broker.stop)
-            kafka_proxy = TcpProxy(broker.port, proxy_port).open()
-            stack.callback(kafka_proxy.close)
+            kafka_proxy.target_port = broker.port
+            kafka_proxy.open()
             ssm_proxy = TcpProxy(moto.port).open()
-            stack.callback(ssm_proxy.close)
+            stack.callback(ssm_proxy.stop)
             postgres = LocalPostgres(tls=True).start()
             stack.callback(postgres.stop)
             os.environ["AWS_ENDPOINT_URL"] = moto.url
@@ -160,7 +160,7 @@ class Rehearsal:
                 "kafka_proxy": kafka_proxy,
                 "ssm_proxy": ssm_proxy,
                 "postgres": postgres,
-                "bootstrap": f"127.0.0.1:{proxy_port}",
+                "bootstrap": f"127.0.0.1:{kafka_proxy.port}",
                 "ssm_url": f"http://127.0.0.1:{ssm_proxy.port}",
             }
             if not self.config.keep_workdir:

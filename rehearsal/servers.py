@@ -153,18 +153,35 @@ class TcpProxy:
     until ``open()`` (a broker outage as the clients see it)."""
 
     def __init__(self, target_port: int, port: int | None = None) -> None:
-        self.port = port or free_port()
         self.target_port = target_port
         self._server: socket.socket | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._holder: socket.socket | None = self._hold(port or 0)
+        self.port = int(self._holder.getsockname()[1])
+
+    @staticmethod
+    def _bound(port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((HOST, port))
+        return sock
+
+    def _hold(self, port: int) -> socket.socket:
+        """A socket bound to the port and not listening: while the proxy is closed, connections
+        are refused and no other process can be given the port (seen with 5 test workers: a
+        cut proxy could not reopen, 'Address already in use'). SO_REUSEPORT lets the holder
+        and the listener overlap, so the port is never free in between."""
+        return self._bound(port)
 
     def open(self) -> TcpProxy:
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind((HOST, self.port))
+        server = self._bound(self.port)
         server.listen(64)
         self._server = server
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
         threading.Thread(target=self._accept, args=(server,), daemon=True).start()
         return self
 
@@ -200,8 +217,21 @@ class TcpProxy:
                 self._conns.discard(src)
                 self._conns.discard(dst)
 
+    def stop(self) -> None:
+        """Close for good: the connections are reset and the port is given up."""
+        self.close()
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
+
     def close(self) -> None:
+        if self._holder is None:
+            self._holder = self._hold(self.port)
         if self._server is not None:
+            # shutdown() first: close() alone leaves the socket listening while the accept
+            # thread is blocked on it (the kernel holds the file until accept returns).
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)
             self._server.close()
             self._server = None
         with self._lock:

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from rehearsal.group_offsets import GroupOffsetsReader
-from rehearsal.servers import TansuBroker, TcpProxy, free_port
+from rehearsal.servers import TansuBroker, TcpProxy
 from tests.runtime.messaging.conftest import create_topics
 
 pytestmark = pytest.mark.kafka
@@ -70,9 +70,10 @@ def test_a_reader_process_that_dies_is_replaced_at_the_next_read(
 def test_the_reader_reads_again_once_a_cut_connection_is_back() -> None:
     """An admin client whose connections were cut stayed unable to read (every read timed out
     for 70 s after a 4-s cut, 2026-12-02): the reader replaces a child whose read failed."""
-    proxy_port = free_port()
-    broker = TansuBroker(advertised_port=proxy_port).start()  # clients reach it through the proxy
-    proxy = TcpProxy(broker.port, proxy_port).open()
+    proxy = TcpProxy(target_port=0)
+    broker = TansuBroker(advertised_port=proxy.port).start()  # clients reach it through the proxy
+    proxy.target_port = broker.port
+    proxy.open()
     topic, group = "cut-offsets", "cut-group"
     try:
         commit_offsets(f"127.0.0.1:{broker.port}", topic, group)
@@ -90,5 +91,5 @@ def test_the_reader_reads_again_once_a_cut_connection_is_back() -> None:
         finally:
             reader.close()
     finally:
-        proxy.close()
+        proxy.stop()
         broker.stop()
