@@ -8,14 +8,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 STAMP := $(VENV)/.installed
-# pytest-xdist workers: one more than this 2-core machine's cores, because the server-backed tests
+# pytest-xdist workers: three more than this 2-core machine's cores, because the server-backed tests
 # spend much of their time waiting (the rehearsal walks the phases on the clock, Kafka group
 # joins). With `--dist loadscope`, tests/conftest.py makes each test file one scope (its module
 # fixtures run once) and all the files that evaluate offline plans one scope (the program is
 # imported and each shared plan evaluated once); scopes go out in collection order, the
 # rehearsal first.
-PYTEST_WORKERS ?= 3
-PYTEST := AWS_EC2_METADATA_DISABLED=true $(BIN)/pytest -q -n $(PYTEST_WORKERS) \
+PYTEST_WORKERS ?= 5
+# Bytecode is written (to the __pycache__ folders git ignores) even where the environment sets
+# PYTHONDONTWRITEBYTECODE: the suite starts many Python processes (xdist workers, the commands
+# run through a pipe, the rehearsal's producers, consumers and Batch jobs), and without the
+# cache each one compiles this repository's modules again (collection alone: 4.6 s -> 2.6 s).
+PYTEST := AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n $(PYTEST_WORKERS) \
 	--dist loadscope --no-loadscope-reorder
 SERVERLESS := not kafka and not postgres and not moto_server
 

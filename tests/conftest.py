@@ -44,6 +44,16 @@ PLANS_SCOPE = "offline plans"
 WAITS_FIRST = ("tests/rehearsal/test_rehearse.py",)
 """Files whose tests mostly wait (the rehearsal walks the phases on the clock for ~30 s): run
 first, so that under xdist the other workers fill the cores meanwhile."""
+LONG_NEXT = (
+    "tests/ops/test_redrive.py",
+    "tests/ops/test_recovery_end_to_end.py",
+    "tests/ops/test_replay.py",
+    "tests/runtime/messaging/test_consumers_kafka.py",
+    "tests/ops/test_db_bootstrap.py",
+)
+"""The longest files after the rehearsal and the offline plans (20-45 s each, measured; most
+of it waiting on long polls and Kafka idle timeouts): handed out next, one per free worker,
+so that no worker is left with two of them at the end (longest first)."""
 
 
 @functools.cache
@@ -66,10 +76,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ]
     if missing:
         raise pytest.UsageError("server-backed tests without their marker:\n" + "\n".join(missing))
+    stale = [f for f in (*WAITS_FIRST, *LONG_NEXT) if not (ROOT / f).is_file()]
+    if stale:
+        raise pytest.UsageError(f"tests/conftest.py orders files that do not exist: {stale}")
 
     def order(item: pytest.Item) -> int:
         test_file = item.nodeid.split("::")[0]
-        return 0 if test_file in WAITS_FIRST else 1 if evaluates_plans(test_file) else 2
+        if test_file in WAITS_FIRST:
+            return 0
+        if evaluates_plans(test_file):
+            return 1
+        return 2 + LONG_NEXT.index(test_file) if test_file in LONG_NEXT else 2 + len(LONG_NEXT)
 
     items.sort(key=order)
 
