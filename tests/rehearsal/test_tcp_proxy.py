@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -53,5 +54,14 @@ def test_a_stopped_proxy_gives_its_port_up(upstream: socket.socket) -> None:
     proxy = TcpProxy(target_port=upstream.getsockname()[1]).open()
     proxy.close()
     proxy.stop()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
-        other.bind((HOST, proxy.port))
+    # The shut-down listener is released when its accept thread wakes: soon, not at once.
+    deadline = time.monotonic() + 2
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+            try:
+                other.bind((HOST, proxy.port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.01)
