@@ -217,7 +217,6 @@ def run_plan(
     plan = shared.plans.get(key)
     if plan is None:
         plan = shared.plans[key] = _evaluate(stack, raw, cfg)
-        shared.evaluated += 1
     else:
         shared.reused += 1
     return plan
@@ -266,8 +265,11 @@ class SharedEvaluations:
     time: the config is parsed before the lookup, and a failed evaluation is not kept."""
 
     plans: dict[str, Plan] = field(default_factory=dict)
-    evaluated: int = 0
     reused: int = 0
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.plans)
 
 
 _sharing: SharedEvaluations | None = None
@@ -401,19 +403,14 @@ def _resolve_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class PlanSet:
-    """Plans computed once and shared (by the tests): each (stack, phase), phase 5 with
-    ``confirmCleanup``, and each (stack, phase, overrides) asked for. A plan is a function of
-    the stack file, the phase and the overrides (two runs give identical plans), and nothing
-    changes a plan once made, so one evaluation serves every caller."""
+    """Plans by (stack, phase), phase 5 with ``confirmCleanup``, and by (stack, phase,
+    overrides), each evaluated once: through ``shared`` (``SharedEvaluations``), which the
+    tests also share with the commands they run in-process."""
 
-    plans: dict[tuple[str, int, tuple[tuple[str, str], ...]], Plan] = field(default_factory=dict)
+    shared: SharedEvaluations = field(default_factory=SharedEvaluations)
 
     def get(self, stack: str, phase: int, overrides: Mapping[str, str] | None = None) -> Plan:
         """The plan of ``stack`` at ``phase``; with ``overrides``, those exactly (no
         ``confirmCleanup`` added: phase 5 with overrides must confirm it itself)."""
-        key = (stack, phase, tuple(sorted((overrides or {}).items())))
-        if key not in self.plans:
-            self.plans[key] = run_plan(
-                stack, phase=phase, overrides=overrides or cleanup_confirmed(phase)
-            )
-        return self.plans[key]
+        with sharing_evaluations(self.shared):
+            return run_plan(stack, phase=phase, overrides=overrides or cleanup_confirmed(phase))

@@ -157,7 +157,11 @@ class TcpProxy:
         self._server: socket.socket | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._holder: socket.socket | None = self._hold(port or 0)
+        # While the proxy is closed, a socket bound to its port and not listening holds it:
+        # connections are refused and no other process can be given the port (seen with 5
+        # test workers: a cut proxy could not reopen, 'Address already in use'). SO_REUSEPORT
+        # lets the holder and the listener overlap, so the port is never free in between.
+        self._holder: socket.socket | None = self._bound(port or 0)
         self.port = int(self._holder.getsockname()[1])
 
     @staticmethod
@@ -168,20 +172,16 @@ class TcpProxy:
         sock.bind((HOST, port))
         return sock
 
-    def _hold(self, port: int) -> socket.socket:
-        """A socket bound to the port and not listening: while the proxy is closed, connections
-        are refused and no other process can be given the port (seen with 5 test workers: a
-        cut proxy could not reopen, 'Address already in use'). SO_REUSEPORT lets the holder
-        and the listener overlap, so the port is never free in between."""
-        return self._bound(port)
+    def _release_holder(self) -> None:
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
 
     def open(self) -> TcpProxy:
         server = self._bound(self.port)
         server.listen(64)
         self._server = server
-        if self._holder is not None:
-            self._holder.close()
-            self._holder = None
+        self._release_holder()
         threading.Thread(target=self._accept, args=(server,), daemon=True).start()
         return self
 
@@ -220,13 +220,11 @@ class TcpProxy:
     def stop(self) -> None:
         """Close for good: the connections are reset and the port is given up."""
         self.close()
-        if self._holder is not None:
-            self._holder.close()
-            self._holder = None
+        self._release_holder()
 
     def close(self) -> None:
         if self._holder is None:
-            self._holder = self._hold(self.port)
+            self._holder = self._bound(self.port)
         if self._server is not None:
             # shutdown() first: close() alone leaves the socket listening while the accept
             # thread is blocked on it (the kernel holds the file until accept returns).

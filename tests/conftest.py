@@ -129,9 +129,9 @@ def _fresh_evaluations_when_marked(request: pytest.FixtureRequest) -> Iterator[N
 
 
 @pytest.fixture(scope="session")
-def plans() -> PlanSet:
+def plans(shared_evaluations: SharedEvaluations) -> PlanSet:
     """Offline plans per (stack, phase), computed once per test session."""
-    return PlanSet()
+    return PlanSet(shared_evaluations)
 
 
 @pytest.fixture(scope="session")

@@ -106,11 +106,19 @@ def test_shared_evaluations_evaluate_each_distinct_input_once() -> None:
     assert (shared.evaluated, shared.reused) == (2, 1)
 
 
-def test_a_config_error_is_raised_every_time_while_sharing() -> None:
+def test_a_changed_stack_file_is_evaluated_again_while_sharing(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml").read_text()
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text(text)
     with sharing_evaluations(SharedEvaluations()):
-        for _ in range(2):
-            with pytest.raises(ConfigError):
-                run_plan("dev", overrides={"jobstream:natStrategy": "per-galaxy"})
+        before = run_plan("dev", phase=1, directory=tmp_path)
+        stack_file.write_text(text.rstrip("\n") + '\n  jobstream:maxReceiveCount: "9"\n')
+        after = run_plan("dev", phase=1, directory=tmp_path)
+    policy = "aws:sqs/redrivePolicy:RedrivePolicy"
+    assert json.loads(after.one(policy, "jobs").inputs["redrivePolicy"])["maxReceiveCount"] == 9, (
+        "the plan of the changed stack file must not be the one shared before the change"
+    )
+    assert before.one(policy, "jobs").inputs != after.one(policy, "jobs").inputs
 
 
 def test_dependencies_point_at_recorded_resources(plans: PlanSet) -> None:
