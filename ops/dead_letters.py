@@ -82,6 +82,9 @@ class State(StrEnum):
     """The record holds no message body (a failed-jobs record without JOBSTREAM_JOB_MESSAGE)."""
     REDRIVEN = "redriven"
     """Dead-letter topic: already copied back by ``redrive`` (Kafka records are not deleted)."""
+    ARCHIVED = "archived"
+    """Dead-letter topic: poison that ``redrive --archive-poison`` wrote to its archive and
+    committed past (Kafka records are not deleted)."""
 
 
 @dataclass(frozen=True)
@@ -242,8 +245,9 @@ def _text(value: str | bytes | None) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def from_dead_letter_record(message: Message, *, redriven: bool) -> Parked:
-    """A record of the dead-letter topic; ``redriven``: below the redrive group's offset."""
+def from_dead_letter_record(message: Message, *, passed: bool) -> Parked:
+    """A record of the dead-letter topic; ``passed``: below the redrive group's committed offset,
+    so ``redrive`` dealt with it (copied it back, or archived it if poison)."""
     headers = dict(message.headers() or [])
     reason = _text(headers.get(ERROR_HEADER)) or f"(no {ERROR_HEADER} header)"
     if source := _text(headers.get(SOURCE_HEADER)):
@@ -251,7 +255,10 @@ def from_dead_letter_record(message: Message, *, redriven: bool) -> Parked:
     raw = message.value()
     value = raw.encode("utf-8") if isinstance(raw, str) else raw or b""
     envelope, problem = _envelope(value)
-    state = State.POISON if envelope is None else State.REDRIVEN if redriven else State.MOVABLE
+    if envelope is None:
+        state = State.ARCHIVED if passed else State.POISON
+    else:
+        state = State.REDRIVEN if passed else State.MOVABLE
     kind, stamp = message.timestamp()
     return Parked(
         place=DEAD_LETTER_TOPIC,
@@ -510,8 +517,8 @@ class DeadLetterTopicReader:
 def read_dead_letter_topic(
     config: Mapping[str, Any], topic: str, *, limit: int, idle: float = KAFKA_IDLE_SECONDS
 ) -> tuple[list[Parked], bool] | None:
-    """Every record of the dead-letter topic (up to ``limit``), each marked redriven when it is
-    below the redrive group's committed offset; None when the topic does not exist. The flag
+    """Every record of the dead-letter topic (up to ``limit``), each marked redriven (archived,
+    if poison) when it is below the redrive group's committed offset; None when the topic does not exist. The flag
     says whether the end of the topic was reached."""
     with DeadLetterTopicReader(config, topic, idle=idle) as reader:
         partitions = reader.partitions()
@@ -523,5 +530,5 @@ def read_dead_letter_topic(
             if len(found) >= limit:
                 return found, False
             below = (message.offset() or 0) < committed.get(message.partition() or 0, 0)
-            found.append(from_dead_letter_record(message, redriven=below))
+            found.append(from_dead_letter_record(message, passed=below))
         return found, True

@@ -170,9 +170,10 @@ def _topic_place(
     if found is None:
         return None
     records, complete = found
-    waiting = [r for r in records if r.state is not State.REDRIVEN]
+    waiting = [r for r in records if r.state not in (State.REDRIVEN, State.ARCHIVED)]
     summary = _summary(ctx.now, waiting, count=len(waiting), complete=complete)
-    summary["redriven"] = len(records) - len(waiting)
+    summary["redriven"] = sum(1 for r in records if r.state is State.REDRIVEN)
+    summary["archived"] = sum(1 for r in records if r.state is State.ARCHIVED)
     summary["records"] = len(records)
     return summary
 
@@ -227,8 +228,9 @@ def _print(ctx: LiveStack, routing: Routing, places: list[dict[str, Any]], sampl
             table.add_row(place["title"], place["name"], "does not exist", "", "", "", "")
             continue
         count = fmt_int(place["count"]) + ("" if place["complete"] else f" ({place['read']} read)")
-        if place.get("redriven"):
-            count += f" (+{place['redriven']} redriven)"
+        for passed in ("redriven", "archived"):
+            if place.get(passed):
+                count += f" (+{place[passed]} {passed})"
         table.add_row(
             place["title"], place["name"], count, _age(place["oldest_age_seconds"]),
             fmt_int(place["movable"]), fmt_int(place["poison"]), fmt_int(place["no_body"]),

@@ -16,9 +16,11 @@ How:
   interrupted between the copy and the delete is sent again: a duplicate the ledger absorbs).
 - copy (dead-letter topic): records are not deleted from Kafka; the progress is the committed
   offset of the command's own consumer group (``jobstream-<stack>-redrive``), committed after
-  each copy was accepted, so a rerun continues after the last record moved. With ``--job-id``,
-  a record not selected stops the offset in its partition: the selected records after it are
-  moved, and moved again by a later redrive (the ledger applies them once).
+  each copy was accepted (or poison archived), so a rerun continues after the last record dealt
+  with. A record left behind (not selected by ``--job-id``, poison without ``--archive-poison``)
+  stops the offset in its partition: the records of the plan after it are moved, and moved
+  again by a later redrive (the ledger applies them once), so the record left stays in view
+  until dealt with.
 - a message without a usable envelope (poison, or a failed-jobs record without its message
   body) is never moved: it is listed with the reason. Once inspected, ``--archive-poison PATH``
   takes such messages out of the place, each written first (body, reason, place, ids) as one
@@ -566,14 +568,15 @@ class TopicSource(Source):
                 raise ResourceMissingError(f"the dead-letter topic {self.name} does not exist")
             found: list[Parked] = []
             for message in reader.records(partitions, reader.committed(partitions)):
-                found.append(from_dead_letter_record(message, redriven=False))
+                found.append(from_dead_letter_record(message, passed=False))
                 if len(found) >= limit:
                     break
             return found
 
     def copy(self, plan: Plan, outcome: Outcome, advance: Callable[[int], None]) -> None:
-        """Send each record of the plan, then commit past it while the partition's records so
-        far were all moved or are poison (never moved); a record left behind stops the offset."""
+        """Send each record of the plan (or archive it: poison with ``--archive-poison``), then
+        commit past it while the partition's records so far were all moved or archived; a record
+        left behind (poison not archived included) stops the offset."""
         wanted = {item.key for item in plan.to_move}
         archive = {item.key for item in plan.to_archive}
         with self._reader() as reader:
@@ -582,7 +585,7 @@ class TopicSource(Source):
             for message in reader.records(partitions, reader.committed(partitions)):
                 if not wanted and not archive:
                     break
-                item = from_dead_letter_record(message, redriven=False)
+                item = from_dead_letter_record(message, passed=False)
                 partition, next_offset = message.partition() or 0, (message.offset() or 0) + 1
                 if item.key in archive:
                     self._archive(item, outcome)
@@ -598,9 +601,9 @@ class TopicSource(Source):
                     else:
                         outcome.moved_again_later.append(item)
                     advance(1)
-                elif item.state is State.POISON and contiguous[partition]:
-                    reader.commit(partition, next_offset)
                 else:
+                    # Left behind (poison without --archive-poison included): the offset stops,
+                    # so a later redrive still sees it and --archive-poison can take it out.
                     contiguous[partition] = False
         if wanted:
             plan.notes.append(f"{len(wanted)} record(s) of the plan were not found again")

@@ -241,6 +241,42 @@ def test_archive_poison_on_the_topic_writes_the_record_and_commits_past_it(
 
 
 @pytest.mark.kafka
+def test_a_poison_record_left_without_archive_poison_stops_the_offset_so_archiving_finds_it(
+    places: RecoveryStack, run: Run, tmp_path: Any
+) -> None:
+    """A redrive that moves the jobs around a poison record must not commit past the poison: it
+    would vanish from ``redrive`` (which reads from the committed offset) without having been
+    archived, and no later ``--archive-poison`` could take it out."""
+    places.set_phase(5)
+    places.dead_letter(envelope("job-a").to_bytes(), "job-a", "handler failed", partition=0)
+    places.dead_letter(b"garbage", "job-p", "message body is not JSON", partition=0)
+    places.dead_letter(envelope("job-b").to_bytes(), "job-b", "handler failed", partition=0)
+    first = _redrive(run, "dead-letter-topic", "--yes").json()
+    assert sorted(j["job_id"] for j in first["moved"]) == ["job-a", "job-b"]
+    assert first["moved_again_by_a_later_redrive"] == ["job-b"], "job-b is past the poison"
+    archive = tmp_path / "poison.jsonl"
+    second = _redrive(run, "dead-letter-topic", "--yes", "--archive-poison", str(archive)).json()
+    assert [j["state"] for j in second["archived"]] == ["poison"], (
+        "the poison left by the first redrive must still be there to archive"
+    )
+    assert json.loads(archive.read_text())["body"] == "garbage"
+
+
+@pytest.mark.kafka
+def test_parked_counts_an_archived_poison_record_as_archived_not_as_parked(
+    places: RecoveryStack, run: Run, tmp_path: Any
+) -> None:
+    places.set_phase(5)
+    places.dead_letter(b"garbage", "job-p", "message body is not JSON")
+    archive = str(tmp_path / "poison.jsonl")
+    doc = _redrive(run, "dead-letter-topic", "--yes", "--archive-poison", archive).json()
+    assert len(doc["archived"]) == 1
+    parked = run("parked", "--stack", STACK, "--json", *FAST).json()
+    (topic,) = [p for p in parked["places"] if p["place"] == "dead-letter-topic"]
+    assert (topic["count"], topic["poison"], topic["archived"]) == (0, 0, 1), topic
+
+
+@pytest.mark.kafka
 def test_redrive_from_the_dead_letter_topic_in_phase_3_goes_to_the_job_queue(
     places: RecoveryStack, run: Run
 ) -> None:
