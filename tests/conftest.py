@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,18 @@ def _fresh_evaluations_when_marked(request: pytest.FixtureRequest) -> Iterator[N
 def plans(shared_evaluations: SharedEvaluations) -> PlanSet:
     """Offline plans per (stack, phase), computed once per test session."""
     return PlanSet(shared_evaluations)
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """A SIGINT raises KeyboardInterrupt during the test, as Ctrl-C does in a terminal, also when
+    the suite was started with SIGINT ignored (a background job of a non-interactive shell),
+    which Python then leaves ignored. For the tests that interrupt a command with a real one."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

@@ -204,6 +204,7 @@ def test_a_job_the_pipe_could_not_submit_is_redriven_from_the_dlq_and_applied_on
     assert sqs_places.depth("dlq") == 0
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_copy_redriven_twice_after_an_interruption_is_applied_once(
     sqs_places: RecoveryStack, worker: Worker, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:

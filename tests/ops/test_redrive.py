@@ -165,6 +165,7 @@ def test_redrive_of_the_dlq_plans_the_message_move_task_when_nothing_is_poison(
     )
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_an_interrupted_redrive_rerun_moves_nothing_twice(
     sqs_places: RecoveryStack, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -304,6 +305,7 @@ def test_a_second_dead_letter_topic_redrive_finds_nothing_left(
 
 
 @pytest.mark.kafka
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_an_interrupted_dead_letter_topic_redrive_continues_where_it_stopped(
     places: RecoveryStack, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
