@@ -8,13 +8,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 STAMP := $(VENV)/.installed
-# pytest-xdist workers: three more than this 2-core machine's cores, because the server-backed tests
+# pytest-xdist workers: two more than this 2-core machine's cores, because the server-backed tests
 # spend much of their time waiting (the rehearsal walks the phases on the clock, Kafka group
-# joins). With `--dist loadscope`, tests/conftest.py makes each test file one scope (its module
+# joins); a fifth cost more CPU than it saved in waiting (make test on 2 cores, pyright beside:
+# 4 workers 128-137 s wall and 233-256 s CPU, 5 workers 148-152 s and 283-291 s, 3 workers
+# 142 s and 213 s). With `--dist loadscope`, tests/conftest.py makes each test file one scope (its module
 # fixtures run once) and all the files that evaluate offline plans one scope (the program is
 # imported and each shared plan evaluated once); scopes go out in collection order, the
 # rehearsal first.
-PYTEST_WORKERS ?= 5
+PYTEST_WORKERS ?= 4
 # Bytecode is written (to the __pycache__ folders git ignores) even where the environment sets
 # PYTHONDONTWRITEBYTECODE: the suite starts many Python processes (xdist workers, the commands
 # run through a pipe, the rehearsal's producers, consumers and Batch jobs), and without the
