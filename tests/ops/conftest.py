@@ -96,16 +96,20 @@ class Seeder:
         self.now = datetime.now(UTC)
         self._role: str | None = None
         self._clients: dict[str, Any] = {}
+        self._session: boto3.session.Session | None = None
 
     def client(self, service: str) -> Any:
-        """A client of moto's account (one per service), built on the process's one loader of botocore's service
-        models (like ``ops.aws_clients.Aws``): ``mock_aws`` starts every test with a new
-        default session, which would parse each model's JSON again (~20 ms a service)."""
+        """A client of moto's account (one per service), from one session per seeder built on
+        the process's one loader of botocore's service models (like ``ops.aws_clients.Aws``):
+        ``mock_aws`` starts every test with a new default session, which would parse each
+        model's JSON again (~20 ms a service), and a session per client would register
+        botocore's handlers again (~20 ms a session)."""
         if service not in self._clients:
-            core = botocore.session.get_session()
-            core.register_component("data_loader", _models())
-            session = boto3.session.Session(botocore_session=core, region_name=REGION)
-            self._clients[service] = session.client(service)  # pyright: ignore[reportCallIssue, reportArgumentType]
+            if self._session is None:
+                core = botocore.session.get_session()
+                core.register_component("data_loader", _models())
+                self._session = boto3.session.Session(botocore_session=core, region_name=REGION)
+            self._clients[service] = self._session.client(service)  # pyright: ignore[reportCallIssue, reportArgumentType]
         return self._clients[service]
 
     @property
