@@ -84,7 +84,9 @@ class State(StrEnum):
     """Dead-letter topic: already copied back by ``redrive`` (Kafka records are not deleted)."""
     ARCHIVED = "archived"
     """Dead-letter topic: poison that ``redrive --archive-poison`` wrote to its archive and
-    committed past (Kafka records are not deleted)."""
+    committed past (Kafka records are not deleted). Poison that an earlier ``redrive`` (0.2.0)
+    committed past without archiving it reads the same: the record is still on the topic until
+    its retention ends."""
 
 
 @dataclass(frozen=True)
@@ -518,8 +520,8 @@ def read_dead_letter_topic(
     config: Mapping[str, Any], topic: str, *, limit: int, idle: float = KAFKA_IDLE_SECONDS
 ) -> tuple[list[Parked], bool] | None:
     """Every record of the dead-letter topic (up to ``limit``), each marked redriven (archived,
-    if poison) when it is below the redrive group's committed offset; None when the topic does not exist. The flag
-    says whether the end of the topic was reached."""
+    if poison) when it is below the redrive group's committed offset; None when the topic does
+    not exist. The flag says whether the end of the topic was reached."""
     with DeadLetterTopicReader(config, topic, idle=idle) as reader:
         partitions = reader.partitions()
         if partitions is None:
