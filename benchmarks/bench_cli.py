@@ -4,8 +4,11 @@ Run on demand (not part of the test suite; ``make bench-cli``):
 
     .venv/bin/python -m benchmarks.bench_cli [--rounds 3] [--json]
 
-Each figure is the wall time of a fresh process (the median of ``--rounds``), stdout to
-/dev/null (not a terminal: no progress bar is drawn):
+Each figure is the wall time of a fresh process, stdout to /dev/null (not a terminal: no progress
+bar is drawn). Each of ``--rounds`` rounds runs every command once, in turn, so that a machine
+that speeds up or slows down during the run (seen here: one plan 1.37-1.77 s from one run to
+the next) weighs on every figure of a round alike; each ratio is taken within a round, and the
+median of the rounds' ratios is kept, with their range:
 
 - process floors: ``python -c pass`` and ``python -c 'import boto3'``;
 - the import floor: a process that imports pulumi, pulumi_aws, pulumi_kafka and every
@@ -64,14 +67,20 @@ print(json.dumps({"first": steps[0], "after": steps[1:]}))
 """
 
 
-def wall(argv: list[str], rounds: int) -> float:
-    """Median wall time (s) of running ``argv`` ``rounds`` times, stdout discarded."""
-    times: list[float] = []
+def wall(argv: list[str]) -> float:
+    """Wall time (s) of one run of ``argv``, stdout discarded."""
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def interleaved(commands: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
+    """The wall times of every command, one run of each per round, round after round."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(rounds):
-        start = time.perf_counter()
-        subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, argv in commands.items():
+            times[name].append(wall(argv))
+    return times
 
 
 def measure(rounds: int) -> dict[str, Any]:
@@ -79,67 +88,72 @@ def measure(rounds: int) -> dict[str, Any]:
     submodules = subprocess.run(
         [PYTHON, "-c", _LOADED_SUBMODULES], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    figures = {
-        "python -c pass": wall([PYTHON, "-c", "pass"], rounds),
-        "python -c 'import boto3'": wall([PYTHON, "-c", "import boto3"], rounds),
-        "import floor": wall([PYTHON, "-c", _IMPORT_FLOOR.format(names=submodules)], rounds),
-        "jobstream --help": wall([*JOBSTREAM, "--help"], rounds),
-        "one plan": wall([*JOBSTREAM, "plan", "--stack", "prod", "--phase", "3", "--json"], rounds),
-        "plan --all (10 plans)": wall([*JOBSTREAM, "plan", "--all", "--json"], rounds),
-        "cost (5 plans)": wall([*JOBSTREAM, "cost", "--stack", "prod", "--json"], rounds),
-    }
+    runs = interleaved(
+        {
+            "python -c pass": [PYTHON, "-c", "pass"],
+            "python -c 'import boto3'": [PYTHON, "-c", "import boto3"],
+            "import floor": [PYTHON, "-c", _IMPORT_FLOOR.format(names=submodules)],
+            "jobstream --help": [*JOBSTREAM, "--help"],
+            "one plan": [*JOBSTREAM, "plan", "--stack", "prod", "--phase", "3", "--json"],
+            "plan --all (10 plans)": [*JOBSTREAM, "plan", "--all", "--json"],
+            "cost (5 plans)": [*JOBSTREAM, "cost", "--stack", "prod", "--json"],
+        },
+        rounds,
+    )
     evaluation = json.loads(
         subprocess.run(
             [PYTHON, "-c", _EVALUATION], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout
     )
-    f = figures
     checks = [
-        (
-            "--help - process floor",
-            f["jobstream --help"] - f["python -c pass"],
-            "s",
-            0.4,
-        ),
-        (
-            "--help - boto3 floor",
-            f["jobstream --help"] - f["python -c 'import boto3'"],
-            "s",
-            0.4,
-        ),
-        ("one plan / import floor", f["one plan"] / f["import floor"], "x", 1.4),
-        ("plan --all / one plan", f["plan --all (10 plans)"] / f["one plan"], "x", 2.5),
-        ("cost / one plan", f["cost (5 plans)"] / f["one plan"], "x", 1.5),
+        ("--help - process floor", "jobstream --help", "-", "python -c pass", "s", 0.4),
+        ("--help - boto3 floor", "jobstream --help", "-", "python -c 'import boto3'", "s", 0.4),
+        ("one plan / import floor", "one plan", "/", "import floor", "x", 1.4),
+        ("plan --all / one plan", "plan --all (10 plans)", "/", "one plan", "x", 2.5),
+        ("cost / one plan", "cost (5 plans)", "/", "one plan", "x", 1.5),
     ]
+    ratios: list[dict[str, Any]] = []
+    for what, measured, operator, floor, unit, target in checks:
+        per_round = [
+            a - b if operator == "-" else a / b
+            for a, b in zip(runs[measured], runs[floor], strict=True)
+        ]
+        value = statistics.median(per_round)
+        ratios.append(
+            {
+                "what": what,
+                "value": round(value, 3),
+                "range": [round(min(per_round), 3), round(max(per_round), 3)],
+                "unit": unit,
+                "target": target,
+                "met": value <= target,
+            }
+        )
     return {
         "rounds": rounds,
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "pulumi_aws_submodules": submodules,
-        "wall_s": {k: round(v, 3) for k, v in figures.items()},
+        "wall_s": {k: round(statistics.median(v), 3) for k, v in runs.items()},
+        "wall_s_per_round": {k: [round(x, 3) for x in v] for k, v in runs.items()},
         "in_process_s": {
             "first plan (imports included)": round(evaluation["first"], 3),
             "each plan after the first (median)": round(statistics.median(evaluation["after"]), 3),
         },
-        "ratios": [
-            {
-                "what": what,
-                "value": round(value, 3),
-                "unit": unit,
-                "target": target,
-                "met": value <= target,
-            }
-            for what, value, unit, target in checks
-        ],
+        "ratios": ratios,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="runs per figure (median kept)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds, each running every command once (default 5)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     result = measure(args.rounds)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -152,7 +166,8 @@ def main() -> None:
     out = console()
     out.print(
         f"{result['cpus']} CPUs; load average before {result['load_average_before']}, after "
-        f"{result['load_average_after']}; median of {result['rounds']} runs; import floor: "
+        f"{result['load_average_after']}; median of {result['rounds']} interleaved rounds; "
+        "import floor: "
         f"pulumi, pulumi_aws, pulumi_kafka + pulumi_aws.{{{','.join(result['pulumi_aws_submodules'])}}}"
     )
     times = Table(title="wall time, fresh process", title_justify="left")
@@ -162,13 +177,14 @@ def main() -> None:
         times.add_row(what, f"{seconds:.3f}")
     out.print(times)
     ratios = Table(title="against the targets", title_justify="left")
-    for column in ("what", "value", "target", "met"):
+    for column in ("what", "value", "rounds' range", "target", "met"):
         ratios.add_column(column, justify="left" if column == "what" else "right")
     for r in result["ratios"]:
         unit = r["unit"]
         ratios.add_row(
             r["what"],
             f"{r['value']:.2f} {unit}",
+            f"{r['range'][0]:.2f} to {r['range'][1]:.2f} {unit}",
             f"<= {r['target']} {unit}",
             "yes" if r["met"] else "no",
         )
