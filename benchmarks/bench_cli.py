@@ -2,10 +2,11 @@
 
 Run on demand (not part of the test suite; ``make bench-cli``):
 
-    .venv/bin/python -m benchmarks.bench_cli [--rounds 3] [--json]
+    .venv/bin/python -m benchmarks.bench_cli [--rounds 5] [--json]
 
 Each figure is the wall time of a fresh process, stdout to /dev/null (not a terminal: no progress
-bar is drawn). Each of ``--rounds`` rounds runs every command once, in turn, so that a machine
+bar is drawn). Each of ``--rounds`` rounds runs every command once, in turn (each round starting
+one command further along, so that no command always follows the same one), so that a machine
 that speeds up or slows down during the run (seen here: one plan 1.37-1.77 s from one run to
 the next) weighs on every figure of a round alike; each ratio is taken within a round, and the
 median of the rounds' ratios is kept, with their range:
@@ -75,11 +76,14 @@ def wall(argv: list[str]) -> float:
 
 
 def interleaved(commands: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
-    """The wall times of every command, one run of each per round, round after round."""
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(rounds):
-        for name, argv in commands.items():
-            times[name].append(wall(argv))
+    """The wall times of every command, one run of each per round, round after round; each round
+    starts one command further along the list than the one before."""
+    names = list(commands)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for number in range(rounds):
+        shift = number % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(wall(commands[name]))
     return times
 
 

@@ -84,7 +84,7 @@ class State(StrEnum):
     """Dead-letter topic: already copied back by ``redrive`` (Kafka records are not deleted)."""
     ARCHIVED = "archived"
     """Dead-letter topic: poison that ``redrive --archive-poison`` wrote to its archive and
-    committed past (Kafka records are not deleted). Poison that an earlier ``redrive`` (0.2.0)
+    committed past (Kafka records are not deleted). Poison that ``redrive`` before this state existed
     committed past without archiving it reads the same: the record is still on the topic until
     its retention ends."""
 

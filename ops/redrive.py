@@ -328,6 +328,7 @@ def select(
 class Outcome:
     moved: list[Parked] = field(default_factory=list)
     moved_again_later: list[Parked] = field(default_factory=list)
+    archived_again_later: list[Parked] = field(default_factory=list)
     archived: list[Parked] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False
@@ -592,6 +593,8 @@ class TopicSource(Source):
                     archive.discard(item.key)
                     if contiguous[partition]:
                         reader.commit(partition, next_offset)
+                    else:
+                        outcome.archived_again_later.append(item)
                 elif item.key in wanted:
                     plan.target.send(item)
                     wanted.discard(item.key)
@@ -611,6 +614,12 @@ class TopicSource(Source):
             plan.notes.append(
                 f"{len(outcome.moved_again_later)} job(s) were moved past a record that stays "
                 "parked: a later redrive moves them again (the ledger applies each job once)"
+            )
+        if outcome.archived_again_later:
+            plan.notes.append(
+                f"{len(outcome.archived_again_later)} poison record(s) were archived past a "
+                "record that stays parked: they stay on the topic's list until the offset passes "
+                "them, and a later --archive-poison writes them to the archive again"
             )
 
 
@@ -712,6 +721,7 @@ def _document(
         "left_parked": [{**i.to_json(now), "why": why} for i, why in plan.left],
         "not_parked": plan.not_parked,
         "moved_again_by_a_later_redrive": [i.job_id for i in outcome.moved_again_later],
+        "archived_again_by_a_later_redrive": [i.key for i in outcome.archived_again_later],
         "archived": [i.to_json(now) for i in outcome.archived],
         "would_archive": [i.to_json(now) for i in plan.to_archive] if dry_run else [],
         "notes": plan.notes,

@@ -112,6 +112,8 @@ class Rehearsal:
         self.poison_sent: dict[str, set[str]] = {place: set() for place in self.parked}
         """The marks of the poison injected, by the place it should end up archived from."""
         self.final_rounds = 0
+        self.parked_places_at_end = 0
+        """Places the last final round found something parked in (0 unless the rounds ran out)."""
         self._phase = 0
         self._step = 0
         self._stop_faults = threading.Event()
@@ -812,7 +814,7 @@ class Rehearsal:
         for round_number in range(1, most + 1):
             found = self._operate(self._phase)
             self._drain()
-            self.final_rounds = round_number
+            self.final_rounds, self.parked_places_at_end = round_number, found
             if round_number >= least and not found:
                 break
 
@@ -858,9 +860,14 @@ class Rehearsal:
         path = self.workdir / "poison-archive.jsonl"
         lines = path.read_text().splitlines() if path.exists() else []
         for number, line in enumerate(lines, 1):
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+                place = str(record["place"])
+            except (ValueError, KeyError, TypeError):
+                found.setdefault("(unreadable)", set()).add(f"archive line {number}")
+                continue
             mark = POISON_MARK.search(str(record.get("body") or ""))
-            found.setdefault(str(record["place"]), set()).add(
+            found.setdefault(place, set()).add(
                 mark.group(0) if mark else f"unmarked archive line {number}"
             )
         return found
@@ -968,6 +975,7 @@ class Rehearsal:
                 "parked_poison": poison_parked,
                 "parked_poison_copies": poison_copies,
                 "final_operator_rounds": self.final_rounds,
+                "parked_places_at_end": self.parked_places_at_end,
                 "parked_jobs_expected": len(expected_jobs),
                 "parked_jobs_seen": len(parked_jobs),
                 "parked_as_expected": parked_ok,

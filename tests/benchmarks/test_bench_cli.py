@@ -7,7 +7,7 @@ import pytest
 from benchmarks import bench_cli
 
 
-def test_each_round_runs_every_command_once_before_the_next_round(
+def test_each_round_runs_every_command_once_each_starting_one_further_along(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     order: list[str] = []
@@ -18,5 +18,5 @@ def test_each_round_runs_every_command_once_before_the_next_round(
 
     monkeypatch.setattr(bench_cli, "wall", wall)
     times = bench_cli.interleaved({"a": ["a"], "b": ["b"], "c": ["c"]}, rounds=2)
-    assert order == ["a", "b", "c", "a", "b", "c"], "rounds must interleave the commands"
-    assert times == {"a": [1.0, 4.0], "b": [2.0, 5.0], "c": [3.0, 6.0]}
+    assert order == ["a", "b", "c", "b", "c", "a"], "rounds must interleave and rotate"
+    assert times == {"a": [1.0, 6.0], "b": [2.0, 4.0], "c": [3.0, 5.0]}

@@ -261,6 +261,25 @@ def test_a_poison_record_left_without_archive_poison_stops_the_offset_so_archivi
         "the poison left by the first redrive must still be there to archive"
     )
     assert json.loads(archive.read_text())["body"] == "garbage"
+    assert [j["job_id"] for j in second["moved"]] == ["job-b"], "job-b was not committed past"
+
+
+@pytest.mark.kafka
+def test_a_poison_archived_past_a_record_left_behind_is_listed_as_archived_again_later(
+    places: RecoveryStack, run: Run, tmp_path: Any
+) -> None:
+    places.set_phase(5)
+    places.dead_letter(envelope("job-a").to_bytes(), "job-a", "handler failed", partition=0)
+    places.dead_letter(b"garbage", "job-p", "message body is not JSON", partition=0)
+    archive = str(tmp_path / "poison.jsonl")
+    doc = _redrive(
+        run, "dead-letter-topic", "--yes", "--archive-poison", archive, "--job-id", "job-p"
+    ).json()
+    assert [j["state"] for j in doc["archived"]] == ["poison"]
+    assert len(doc["archived_again_by_a_later_redrive"]) == 1, (
+        "job-a, not selected, stops the offset"
+    )
+    assert any("archived past a record that stays parked" in n for n in doc["notes"]), doc["notes"]
 
 
 @pytest.mark.kafka
