@@ -10,14 +10,19 @@ harness.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
+import hashlib
 import json
 import logging
+import os
+import pickle
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -213,13 +218,7 @@ def run_plan(
     shared = _sharing
     if shared is None:
         return _evaluate(stack, raw, cfg)
-    key = json.dumps([stack, raw], sort_keys=True)
-    plan = shared.plans.get(key)
-    if plan is None:
-        plan = shared.plans[key] = _evaluate(stack, raw, cfg)
-    else:
-        shared.reused += 1
-    return plan
+    return shared.plan(json.dumps([stack, raw], sort_keys=True), lambda: _evaluate(stack, raw, cfg))
 
 
 def _evaluate(stack: str, raw: dict[str, str], cfg: config_module.StackConfig) -> Plan:
@@ -262,14 +261,56 @@ class SharedEvaluations:
     compares). For callers that ask for the same plans again and again, as the test suite does
     (measured: 127 evaluations of 68 distinct inputs in one run); ``run_plan`` inside
     ``sharing_evaluations`` evaluates each distinct input once. Config errors are raised every
-    time: the config is parsed before the lookup, and a failed evaluation is not kept."""
+    time: the config is parsed before the lookup, and a failed evaluation is not kept.
+
+    With ``directory``, the processes of one run (pytest-xdist's workers) share their plans too:
+    whichever asks for an input first evaluates it, under a lock on that input, and writes it
+    there; the others wait for the lock and read it instead of evaluating it again (measured:
+    64 evaluations of 46 distinct inputs over 4 workers, 10.7 s of CPU in the repeats). The
+    files are pickles: ``directory`` must be private to the run, as pytest's ``tmp_path``
+    is."""
 
     plans: dict[str, Plan] = field(default_factory=dict)
     reused: int = 0
+    """Lookups answered by a plan this process already held."""
+    directory: Path | None = None
+    loaded: int = 0
+    """Plans read from ``directory``, evaluated by another process."""
 
     @property
     def evaluated(self) -> int:
-        return len(self.plans)
+        """Plans this process evaluated itself."""
+        return len(self.plans) - self.loaded
+
+    def plan(self, key: str, evaluate: Callable[[], Plan]) -> Plan:
+        """The plan of ``key``: held, read from ``directory``, or evaluated (and kept)."""
+        held = self.plans.get(key)
+        if held is not None:
+            self.reused += 1
+            return held
+        if self.directory is None:
+            plan = evaluate()
+        else:
+            plan = self._from_directory(self.directory, key, evaluate)
+        self.plans[key] = plan
+        return plan
+
+    def _from_directory(self, directory: Path, key: str, evaluate: Callable[[], Plan]) -> Plan:
+        stem = hashlib.sha256(key.encode()).hexdigest()[:32]
+        path = directory / f"{stem}.plan.pickle"
+        with (directory / f"{stem}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if path.exists():
+                stored = pickle.loads(path.read_bytes())
+                if stored[0] == key:
+                    self.loaded += 1
+                    return Plan(*stored[1:])
+            plan = evaluate()
+            fields_ = [getattr(plan, f.name) for f in dataclass_fields(Plan)]
+            partial = path.with_suffix(f".{os.getpid()}.partial")
+            partial.write_bytes(pickle.dumps((key, *fields_), protocol=pickle.HIGHEST_PROTOCOL))
+            partial.replace(path)
+            return plan
 
 
 _sharing: SharedEvaluations | None = None

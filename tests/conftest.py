@@ -110,12 +110,19 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def shared_evaluations() -> Iterator[SharedEvaluations]:
+def shared_evaluations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedEvaluations]:
     """Every offline plan the session evaluates, shared by its inputs (``SharedEvaluations``):
     the commands a test runs in this process and the ``plans`` fixture evaluate each distinct
-    stack config once. A test that changes the program or the mocks, or watches an evaluation
-    happen, is marked ``fresh_evaluations``: it evaluates afresh, and keeps nothing."""
-    shared = SharedEvaluations()
+    stack config once per run, also across xdist workers (through a folder of the run's
+    temporary directory, which pytest makes for this run alone). A test that changes the program
+    or the mocks, or watches an evaluation happen, is marked ``fresh_evaluations``: it evaluates
+    afresh, and keeps nothing."""
+    run_directory = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_directory = run_directory.parent  # each worker's base is one folder of the run's
+    directory = run_directory / "shared-plans"
+    directory.mkdir(exist_ok=True)
+    shared = SharedEvaluations(directory=directory)
     with sharing_evaluations(shared):
         yield shared
 

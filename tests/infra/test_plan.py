@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,55 @@ def test_a_changed_stack_file_is_evaluated_again_while_sharing(tmp_path: Path) -
         "the plan of the changed stack file must not be the one shared before the change"
     )
     assert before.one(policy, "jobs").inputs != after.one(policy, "jobs").inputs
+
+
+def test_processes_sharing_a_directory_evaluate_each_input_once(tmp_path: Path) -> None:
+    first, second = SharedEvaluations(directory=tmp_path), SharedEvaluations(directory=tmp_path)
+    with sharing_evaluations(first):
+        evaluated = run_plan("dev", phase=2)
+    with sharing_evaluations(second):
+        read = run_plan("dev", phase=2)
+    assert (first.evaluated, second.evaluated, second.loaded) == (1, 0, 1), (
+        "the second must read the plan the first wrote, not evaluate it again"
+    )
+    assert read == evaluated and read.by_urn() == evaluated.by_urn()
+
+
+def test_a_process_waits_for_the_one_evaluating_the_same_input(
+    plans: PlanSet, tmp_path: Path
+) -> None:
+    plan = plans.get("dev", 1)
+    evaluating = threading.Event()
+
+    def slow_evaluation() -> Any:
+        evaluating.set()
+        time.sleep(0.3)
+        return plan
+
+    def must_not_evaluate() -> Any:
+        raise AssertionError("evaluated an input another process was evaluating")
+
+    first, second = SharedEvaluations(directory=tmp_path), SharedEvaluations(directory=tmp_path)
+    worker = threading.Thread(target=first.plan, args=("key", slow_evaluation))
+    worker.start()
+    assert evaluating.wait(10)
+    got = second.plan("key", must_not_evaluate)
+    worker.join()
+    assert got == plan and (second.loaded, first.evaluated) == (1, 1)
+
+
+def test_a_failed_evaluation_leaves_nothing_for_the_other_processes(
+    plans: PlanSet, tmp_path: Path
+) -> None:
+    def failing() -> Any:
+        raise PlanError("the program reported errors")
+
+    with pytest.raises(PlanError):
+        SharedEvaluations(directory=tmp_path).plan("key", failing)
+    later = SharedEvaluations(directory=tmp_path)
+    assert later.plan("key", lambda: plans.get("dev", 1)) == plans.get("dev", 1)
+    assert (later.evaluated, later.loaded) == (1, 0)
+    assert not list(tmp_path.glob("*.partial")), "a partial file was left behind"
 
 
 def test_dependencies_point_at_recorded_resources(plans: PlanSet) -> None:
