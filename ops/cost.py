@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -21,7 +22,7 @@ from infra import config as config_module
 from jobstream.contract.choices import ComputeType
 from jobstream.contract.names import Names
 from jobstream.contract.phases import PHASES, Route, phase
-from ops.errors import EXIT_OK, UsageError, handles_errors
+from ops.errors import EXIT_OK, handles_errors
 from ops.report import console, fmt_money, print_json
 
 if TYPE_CHECKING:
@@ -578,7 +579,9 @@ def plan_requests(stack: str) -> list[PlanRequest]:
     every other phase with ``--phase``-style overrides (phase 5 with ``confirmCleanup``)."""
     from infra.plan import PlanRequest, cleanup_confirmed
 
-    own = config_module.parse(config_module.read_stack_config(stack), stack=stack).phase
+    own = config_module.parse(
+        config_module.read_stack_config(stack), stack=stack, source=f"Pulumi.{stack}.yaml"
+    ).phase
     return [
         PlanRequest(stack) if n == own else PlanRequest(stack, n, cleanup_confirmed(n))
         for n in PHASES
@@ -609,7 +612,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--log-gb",
-        type=float,
+        type=_non_negative_number,
         default=DEFAULT_LOG_GB,
         help=f"assumed CloudWatch Logs ingestion per log group, GB/month (default {DEFAULT_LOG_GB:g})",
     )
@@ -627,10 +630,18 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _non_negative_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, 0 or more")
+    return value
+
+
 @handles_errors
 def run(args: argparse.Namespace) -> int:
-    if args.log_gb < 0:
-        raise UsageError("--log-gb must be 0 or more")
     from ops.plan_cmd import evaluate
 
     prices = load_prices()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from infra.config import ConfigError
+from infra.config import NAMESPACE, ConfigError
 from jobstream.contract.phases import CLEANUP_PHASE, PHASES, phase
 from ops.errors import EXIT_OK, UsageError, handles_errors
 from ops.report import console
@@ -77,13 +77,22 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+PHASE_KEY = f"{NAMESPACE}:phase"
+"""Set by ``--phase`` and ``--diff-from-phase`` alone: a ``--set`` of it would override both."""
+
+
 def _overrides(pairs: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or ":" not in key:
             raise UsageError(
-                f"--set {pair!r}: expected NAMESPACE:KEY=VALUE, e.g. jobstream:phase=2"
+                f"--set {pair!r}: expected NAMESPACE:KEY=VALUE, e.g. jobstream:confirmCleanup=true"
+            )
+        if key == PHASE_KEY:
+            raise UsageError(
+                f"--set {pair!r}: the phase is chosen with --phase N (and --diff-from-phase M), "
+                "not --set: a --set phase would replace both"
             )
         out[key] = value
     return out
@@ -164,6 +173,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.stack:
         raise UsageError("--stack is required (or --all for every stack)")
 
+    if args.graph and (args.json or args.diff_from_phase is not None):
+        raise UsageError(
+            "--graph prints a diagram of one plan: not with --json or --diff-from-phase"
+        )
     requests = [PlanRequest(args.stack, args.phase, overrides)]
     if args.diff_from_phase is not None:
         requests.append(PlanRequest(args.stack, args.diff_from_phase, overrides))

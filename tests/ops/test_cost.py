@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -250,3 +251,31 @@ def test_cost_evaluates_its_five_plans_in_one_pass_of_the_plan_path(
     assert cli.main(["cost", "--stack", "prod", "--json"]) == 0
     assert calls == [[("prod", None), ("prod", 2), ("prod", 3), ("prod", 4), ("prod", 5)]]
     assert [p["phase"] for p in json.loads(capsys.readouterr().out)["phases"]] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_a_log_volume_that_is_not_a_finite_number_0_or_more_exits_2(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    from ops import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["cost", "--stack", "dev", "--log-gb", value, "--json"])
+    assert exited.value.code == 2, f"--log-gb {value} was accepted (its JSON held NaN or inf)"
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert "must be a finite number, 0 or more" in error["message"]
+
+
+def test_a_bad_value_in_the_stack_file_is_named_with_the_file(
+    run: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "Pulumi.yaml").write_text((root / "Pulumi.yaml").read_text())
+    stack = (root / "Pulumi.dev.yaml").read_text()
+    assert "jobstream:natStrategy: single" in stack
+    bad = stack.replace("jobstream:natStrategy: single", "jobstream:natStrategy: perAz")
+    (tmp_path / "Pulumi.dev.yaml").write_text(bad)
+    monkeypatch.chdir(tmp_path)
+    result = run("cost", "--stack", "dev")
+    assert result.code == 2
+    assert "Pulumi.dev.yaml" in result.err and "jobstream:natStrategy" in result.err, result.err

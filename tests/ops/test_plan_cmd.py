@@ -80,6 +80,31 @@ def test_malformed_set_option_is_rejected(capsys: pytest.CaptureFixture[str]) ->
     assert code == 2 and "NAMESPACE:KEY=VALUE" in err
 
 
+def test_the_phase_cannot_be_set_with_set_since_it_would_replace_phase_and_the_diffs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        capsys, "plan", "--stack", "dev", "--phase", "2", "--diff-from-phase", "1",
+        "--set", "jobstream:phase=4", "--json",
+    )  # fmt: skip
+    assert code == 2, "a --set phase made the diff compare phase 4 with itself"
+    assert "--phase N" in json.loads(out)["error"]["message"]
+
+
+def test_all_refuses_a_set_phase_too(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan", "--all", "--stack", "dev", "--set", "jobstream:phase=2")
+    assert code == 2 and "--phase N" in err, "five phase-2 plans printed as five phases"
+
+
+@pytest.mark.parametrize("extra", [("--json",), ("--diff-from-phase", "2")])
+def test_graph_takes_neither_json_nor_a_diff(
+    capsys: pytest.CaptureFixture[str], extra: tuple[str, ...]
+) -> None:
+    code, out, err = run(capsys, "plan", "--stack", "dev", "--graph", "mermaid", *extra)
+    assert code == 2 and "--graph prints a diagram of one plan" in err
+    assert not out.startswith("flowchart"), "the diagram was printed despite " + " ".join(extra)
+
+
 def test_diff_json_lists_changed_keys(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys, "plan", "--stack", "dev", "--phase", "1", "--diff-from-phase", "1", "--json"
