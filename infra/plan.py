@@ -10,7 +10,6 @@ harness.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import gc
 import hashlib
 import json
@@ -296,21 +295,35 @@ class SharedEvaluations:
         return plan
 
     def _from_directory(self, directory: Path, key: str, evaluate: Callable[[], Plan]) -> Plan:
+        import fcntl  # POSIX; only the test session's sharing needs it
+
         stem = hashlib.sha256(key.encode()).hexdigest()[:32]
         path = directory / f"{stem}.plan.pickle"
         with (directory / f"{stem}.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            if path.exists():
-                stored = pickle.loads(path.read_bytes())
-                if stored[0] == key:
-                    self.loaded += 1
-                    return Plan(*stored[1:])
+            stored = _read_stored(path)
+            if stored is not None and stored[0] == key:
+                self.loaded += 1
+                return Plan(*stored[1:])
             plan = evaluate()
             fields_ = [getattr(plan, f.name) for f in dataclass_fields(Plan)]
             partial = path.with_suffix(f".{os.getpid()}.partial")
-            partial.write_bytes(pickle.dumps((key, *fields_), protocol=pickle.HIGHEST_PROTOCOL))
-            partial.replace(path)
+            try:
+                partial.write_bytes(pickle.dumps((key, *fields_), protocol=pickle.HIGHEST_PROTOCOL))
+                partial.replace(path)
+            except OSError:
+                partial.unlink(missing_ok=True)  # the others evaluate it themselves
             return plan
+
+
+def _read_stored(path: Path) -> tuple[Any, ...] | None:
+    """A stored plan's fields, or None when there is none or it cannot be read (evaluated again,
+    and written over)."""
+    try:
+        stored = pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
+        return None  # none yet (FileNotFoundError), or cut short
+    return stored if isinstance(stored, tuple) and stored else None
 
 
 _sharing: SharedEvaluations | None = None

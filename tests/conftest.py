@@ -92,6 +92,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=order)
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: the suite also runs with -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``--dist loadscope``: one scope per test file (its module fixtures run once), and one
     for all the files that evaluate offline plans, so that one worker imports the program and

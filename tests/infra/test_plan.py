@@ -169,7 +169,31 @@ def test_a_failed_evaluation_leaves_nothing_for_the_other_processes(
     later = SharedEvaluations(directory=tmp_path)
     assert later.plan("key", lambda: plans.get("dev", 1)) == plans.get("dev", 1)
     assert (later.evaluated, later.loaded) == (1, 0)
+
+
+def test_a_plan_that_cannot_be_stored_is_returned_and_leaves_no_partial_file(
+    plans: PlanSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(self: Path, target: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "replace", disk_full)
+    plan = plans.get("dev", 1)
+    assert SharedEvaluations(directory=tmp_path).plan("key", lambda: plan) is plan
     assert not list(tmp_path.glob("*.partial")), "a partial file was left behind"
+    assert not list(tmp_path.glob("*.plan.pickle"))
+
+
+def test_a_stored_plan_cut_short_is_evaluated_again_and_written_over(
+    plans: PlanSet, tmp_path: Path
+) -> None:
+    plan = plans.get("dev", 1)
+    SharedEvaluations(directory=tmp_path).plan("key", lambda: plan)
+    (stored,) = tmp_path.glob("*.plan.pickle")
+    stored.write_bytes(stored.read_bytes()[:100])
+    again = SharedEvaluations(directory=tmp_path)
+    assert again.plan("key", lambda: plan) is plan and (again.evaluated, again.loaded) == (1, 0)
+    assert SharedEvaluations(directory=tmp_path).plan("key", lambda: plan) == plan
 
 
 def test_dependencies_point_at_recorded_resources(plans: PlanSet) -> None:
