@@ -69,6 +69,7 @@ class PlannedResource:
             "retainOnDelete": self.retain_on_delete,
             "dependencies": list(self.dependencies),
             "importId": self.import_id,
+            "custom": self.custom,
         }
 
 

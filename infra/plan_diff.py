@@ -218,12 +218,16 @@ class PlanDiff:
         return {
             "fromPhase": self.from_phase,
             "toPhase": self.to_phase,
-            "added": [{"urn": r.urn, "type": r.type} for r in self.added],
-            "removed": [{"urn": r.urn, "type": r.type, "protect": r.protect} for r in self.removed],
+            "added": [{"urn": r.urn, "type": r.type, "custom": r.custom} for r in self.added],
+            "removed": [
+                {"urn": r.urn, "type": r.type, "custom": r.custom, "protect": r.protect}
+                for r in self.removed
+            ],
             "changed": [
                 {
                     "urn": c.urn,
                     "type": c.type,
+                    "custom": c.custom,
                     "keys": {k: _key_json(o, n) for k, (o, n) in c.keys.items()},
                     "replacement": c.replacement.to_json() if c.replacement else None,
                 }

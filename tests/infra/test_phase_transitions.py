@@ -172,7 +172,7 @@ def test_going_from_2_to_1_in_prod_would_delete_the_protected_cluster(plans: Pla
         "refuses until it is explicitly unprotected"
     )
     shown = diff.to_json()["removed"]
-    assert {"urn": clusters[0].urn, "type": MSK_CLUSTER, "protect": True} in shown
+    assert {"urn": clusters[0].urn, "type": MSK_CLUSTER, "custom": True, "protect": True} in shown
 
 
 def test_going_from_4_to_5_in_prod_would_delete_the_protected_queues(plans: PlanSet) -> None:

@@ -53,6 +53,7 @@ def test_json_has_the_documented_shape(plans: PlanSet) -> None:
             "retainOnDelete",
             "dependencies",
             "importId",
+            "custom",
         }
         assert r["importId"] is None or isinstance(r["importId"], str)
         assert isinstance(r["protect"], bool) and isinstance(r["retainOnDelete"], bool)

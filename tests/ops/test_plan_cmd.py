@@ -114,6 +114,34 @@ def test_diff_json_lists_changed_keys(capsys: pytest.CaptureFixture[str]) -> Non
     assert document["fromPhase"] == 1 and document["toPhase"] == 1 and document["changed"] == []
 
 
+def test_diff_json_entries_say_which_the_resource_counts_count(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        capsys, "plan", "--stack", "dev", "--phase", "3", "--diff-from-phase", "2", "--json"
+    )
+    assert code == 0
+    document = json.loads(out)
+    counts = document["counts"]
+    for kind in ("added", "removed", "changed"):
+        entries = document[kind]
+        assert sum(e["custom"] for e in entries) == counts["resources"][kind], kind
+        assert sum(not e["custom"] for e in entries) == counts["components"][kind], kind
+    both = counts["resources"]["unchanged"] + counts["components"]["unchanged"]
+    assert document["unchanged"] == both
+
+
+def test_plan_json_marks_components_so_its_count_matches_the_table(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "plan", "--stack", "dev", "--phase", "3", "--json")
+    assert code == 0
+    resources = json.loads(out)["resources"]
+    code, table, _ = run(capsys, "plan", "--stack", "dev", "--phase", "3")
+    counted = sum(r["custom"] for r in resources)
+    assert f"{counted} resources in {len(resources) - counted} components" in table
+
+
 def test_graph_prints_mermaid(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "plan", "--stack", "dev", "--graph", "mermaid")
     assert code == 0 and out.startswith("flowchart LR")
