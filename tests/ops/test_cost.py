@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,17 @@ def test_a_bad_value_in_the_stack_file_is_named_with_the_file(
     result = run("cost", "--stack", "dev")
     assert result.code == 2
     assert "Pulumi.dev.yaml" in result.err and "jobstream:natStrategy" in result.err, result.err
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_cost_table_in_the_operations_guide_is_what_cost_prints(run: Any, stack: str) -> None:
+    guide = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+    row = re.search(rf"^\| {stack} \| (.+) \|$", guide.read_text(), re.MULTILINE)
+    assert row, f"docs/operations.md has no cost row for {stack}"
+    documented = [float(c.split(" (")[0].replace(",", "")) for c in row[1].split(" | ")]
+    result = run("cost", "--stack", stack, "--json")
+    assert result.code == 0, result.err
+    printed = [p["monthly"] for p in result.json()["phases"]]
+    assert documented == pytest.approx(printed, abs=0.005), (
+        f"docs/operations.md's {stack} cost row is stale: cost prints {printed}"
+    )
