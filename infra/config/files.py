@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -35,9 +36,21 @@ def available_stacks(directory: Path) -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
 
 
+STACK_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]+")
+"""Pulumi's rule for a stack name: "Stack names may only contain alphanumeric characters,
+hyphens, underscores, or periods" (https://www.pulumi.com/docs/iac/concepts/stacks/). A path
+such as ``../x`` is not a stack: it would read a file outside the project."""
+
+
 def read_stack_config(stack: str, directory: Path | None = None) -> dict[str, str]:
     """Flatten ``Pulumi.<stack>.yaml`` into the strings the engine hands a program."""
     directory = directory or project_dir()
+    if not STACK_NAME.fullmatch(stack):
+        stacks = ", ".join(available_stacks(directory)) or "none"
+        raise PlanError(
+            f"stack name {stack!r}: a stack name has only letters, digits, '-', '_' and '.' "
+            f"(stacks: {stacks})"
+        )
     path = directory / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         stacks = ", ".join(available_stacks(directory)) or "none"

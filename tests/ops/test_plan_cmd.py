@@ -75,6 +75,14 @@ def test_unknown_stack_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None
     assert code == 2 and "Pulumi.staging.yaml does not exist" in err
 
 
+@pytest.mark.parametrize("name", ["../main/Pulumi", "..", "dev/x"])
+def test_a_stack_name_that_is_a_path_is_refused_before_any_file_is_read(
+    capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    code, _, err = run(capsys, "plan", "--stack", name)
+    assert code == 2 and f"stack name {name!r}" in err and "stacks: dev, prod" in err, err
+
+
 def test_malformed_set_option_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "plan", "--stack", "dev", "--set", "natStrategy")
     assert code == 2 and "NAMESPACE:KEY=VALUE" in err
