@@ -118,7 +118,13 @@ def evaluate(requests: Sequence[PlanRequest]) -> list[Plan]:
         where = f"stack {current[0].stack!r}"
         if current[0].phase is not None:
             where += f" at phase {current[0].phase}"
-        raise UsageError(f"{where}: {error}") from None
+        hint = (
+            f"an offline plan of phase {CLEANUP_PHASE} can confirm it on the command line: "
+            f"--set {NAMESPACE}:confirmCleanup=true"
+            if current[0].phase == CLEANUP_PHASE and "confirmCleanup" in str(error)
+            else None
+        )
+        raise UsageError(f"{where}: {error}", hint=hint) from None
 
 
 def _with_progress(

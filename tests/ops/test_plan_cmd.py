@@ -70,6 +70,14 @@ def test_phase_5_without_confirmation_fails_with_the_key_to_set(
     assert "jobstream:confirmCleanup" in err
 
 
+def test_phase_5_without_confirmation_hints_at_the_set_that_confirms_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "plan", "--stack", "dev", "--phase", "5", "--json")
+    assert code == 2
+    assert "--set jobstream:confirmCleanup=true" in (json.loads(out)["error"]["hint"] or "")
+
+
 def test_unknown_stack_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "plan", "--stack", "staging")
     assert code == 2 and "Pulumi.staging.yaml does not exist" in err
