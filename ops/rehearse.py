@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ops.errors import EXIT_CHECK_FAILED
+from ops.errors import EXIT_CHECK_FAILED, UsageError, report_error
 
 EXIT_LOST = EXIT_CHECK_FAILED
 
@@ -81,6 +81,7 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
+    from infra.config import NAMESPACE
     from rehearsal.config import RehearsalConfig
 
     overrides: dict[str, str] = {}
@@ -88,6 +89,11 @@ def _config(args: argparse.Namespace) -> Any:
         key, sep, value = pair.partition("=")
         if not sep or ":" not in key:
             raise ValueError(f"--set {pair!r}: expected NAMESPACE:KEY=VALUE")
+        if key == f"{NAMESPACE}:phase":
+            raise ValueError(
+                f"--set {pair!r}: the phases are chosen with --steps; a --set phase would make "
+                "every step's plan that one phase"
+            )
         overrides[key] = value
     try:
         steps = tuple(int(s) for s in args.steps.split(","))
@@ -118,11 +124,7 @@ def run(args: argparse.Namespace) -> int:
         with _live(enabled=not args.json and sys.stderr.isatty()) as progress:
             report = Rehearsal(config, progress).run()
     except (ValueError, ConfigError, PlanError, StackModelError) as error:
-        if args.json:
-            print(json.dumps({"command": "rehearse", "error": str(error), "exit_code": 2}))
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report_error(args, UsageError(str(error)))  # the one error shape of every command
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True, default=str))
     else:

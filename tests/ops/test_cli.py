@@ -204,3 +204,20 @@ def test_a_usage_error_without_json_prints_only_to_stderr(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "the following arguments are required: --stack" in captured.err
+
+
+def test_rehearse_errors_with_json_have_every_commands_error_shape(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["rehearse", "--steps", "1,x", "--json"]) == EXIT_USAGE
+    document = json.loads(capsys.readouterr().out)
+    assert set(document) == {"error", "exit_code"} and document["exit_code"] == EXIT_USAGE
+    assert set(document["error"]) == {"kind", "message", "hint"}
+    assert "--steps" in document["error"]["message"]
+
+
+def test_rehearse_refuses_a_set_phase_since_the_steps_choose_the_phases(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["rehearse", "--set", "jobstream:phase=2", "--json"]) == EXIT_USAGE
+    assert "--steps" in json.loads(capsys.readouterr().out)["error"]["message"]
