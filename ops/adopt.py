@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
         plan = run_plan(args.stack, overrides=overrides, directory=directory)
         differences(result, reader.live, plan)
-        if args.write:
+        if args.write and not result.blockers:  # never a config whose first `up` replaces one
             result.written = write_values(directory / source, result.values)
     _print(args, result, source)
     return EXIT_CHECK_FAILED if result.problems or result.blockers else EXIT_OK
@@ -177,7 +177,14 @@ def _print(args: argparse.Namespace, result: Adoption, source: str) -> None:
         out.print(f"note: {note}", markup=False)
     for problem in result.problems:
         out.print(f"[bold red]cannot use these values[/]: {escape(problem)}")
-    if result.written:
+    if result.blockers:
+        out.print(
+            f"[bold red]Not written[/]: the first `pulumi up` would replace "
+            f"{len(result.blockers)} adopted resource(s) (REPLACE above). Change the live "
+            f"resource or the stack so that they agree, then run again."
+            + (" Nothing was written." if args.write else "")
+        )
+    elif result.written:
         out.print(f"Wrote {source}. Next: `pulumi preview --stack {result.stack}` shows imports.")
     elif args.write and not result.problems:
         out.print(f"{source} already holds these values.")

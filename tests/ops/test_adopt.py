@@ -71,7 +71,7 @@ class Platform:
             Attributes=QUEUE_SETTINGS | {"RedrivePolicy": json.dumps(redrive)} | extra,
         )["QueueUrl"]
 
-    def batch(self) -> None:
+    def batch(self, environment_type: str = "MANAGED") -> None:
         ec2, iam, batch = self.client("ec2"), self.client("iam"), self.client("batch")
         vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.99.1.0/24")["Subnet"]["SubnetId"]
@@ -81,7 +81,7 @@ class Platform:
         )["Role"]["Arn"]
         environment = batch.create_compute_environment(
             computeEnvironmentName="legacy-fargate",
-            type="MANAGED",
+            type=environment_type,
             state="ENABLED",
             computeResources={
                 "type": "FARGATE",
@@ -265,6 +265,21 @@ def test_live_settings_that_make_an_invalid_config_are_reported_and_nothing_writ
     problems = result.json()["problems"]
     assert any("queueVisibilityTimeoutSeconds" in p for p in problems), problems
     assert (project / "Pulumi.dev.yaml").read_text() == before
+
+
+def test_a_setting_whose_change_replaces_a_resource_blocks_the_write(
+    platform: Platform, project: Path, run: Any
+) -> None:
+    platform.queues()
+    platform.batch(environment_type="UNMANAGED")  # the stack's is MANAGED: a replacement
+    before = (project / "Pulumi.dev.yaml").read_text()
+    result = adopt(run, "--write", "--json")
+    document = result.json()
+    assert result.code == 1 and document["blockers"] >= 1, document["differences"]
+    assert not document["written"], "wrote a config whose first `pulumi up` replaces a resource"
+    assert (project / "Pulumi.dev.yaml").read_text() == before
+    table = adopt(run)
+    assert "Not written" in table.out and "Run again with --write" not in table.out
 
 
 def test_a_command_line_id_contradicting_the_stack_config_is_rejected_naming_the_key(
