@@ -129,9 +129,10 @@ COMMANDS: tuple[Command, ...] = (
         "triggers",
         "ops.triggers",
         "review the migration triggers: jobs/day, queue latency, error rate",
-        (EXIT_OK, *_LIVE, EXIT_NOT_FOUND),
+        (EXIT_OK, EXIT_CHECK_FAILED, *_LIVE, EXIT_NOT_FOUND),
         {
             EXIT_OK: "the review was produced (the verdict is in the output)",
+            EXIT_CHECK_FAILED: "AWS did not answer a call the review needs (cannot tell)",
             EXIT_NOT_FOUND: "the stack's job queue does not exist",
         },
     ),

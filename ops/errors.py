@@ -107,13 +107,24 @@ class CannotTellError(Exception):
         self.reason = reason
 
 
+class CannotTellStopError(OpsError):
+    """A command that must stop because the account did not answer (exit 1)."""
+
+    exit_code = EXIT_CHECK_FAILED
+    kind = "cannot-tell"
+
+
 def as_ops_error(error: Exception) -> OpsError | None:
-    """The ``OpsError`` an exception stands for: itself, or a usage error for a stack config
-    or stack file error; ``None`` for anything else (a bug: let it show its traceback)."""
+    """The ``OpsError`` an exception stands for: itself, a usage error for a stack config or
+    stack file error, a cannot-tell stop (exit 1) for a question the account did not answer
+    (throttled, a server error); ``None`` for anything else (a bug: let it show its
+    traceback)."""
     if isinstance(error, OpsError):
         return error
     if isinstance(error, ConfigError | PlanError):
         return UsageError(str(error))
+    if isinstance(error, CannotTellError):
+        return CannotTellStopError(error.reason)
     return None
 
 
@@ -125,7 +136,7 @@ def handles_errors(fn: Callable[[Any], int]) -> Callable[[Any], int]:
     def wrapper(args: Any) -> int:
         try:
             return fn(args)
-        except (OpsError, ConfigError, PlanError) as error:
+        except (OpsError, ConfigError, PlanError, CannotTellError) as error:
             ops_error = as_ops_error(error)
             assert ops_error is not None
             return report_error(args, ops_error)

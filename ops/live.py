@@ -21,10 +21,10 @@ from typing import Any, Protocol
 from jobstream.contract.names import Names
 from jobstream.contract.routing import Routing, RoutingError
 from ops.aws_clients import (
-    EXIT_CHECK_FAILED,
     EXIT_CODES,
     Aws,
     CannotTellError,
+    CannotTellStopError,
     NotFoundError,
     OpsError,
     StackNotDeployedError,
@@ -123,9 +123,10 @@ def read_routing(ctx: StackAccess) -> Routing:
             "does not exist",
             hint=f"deploy it first (pulumi up --stack {ctx.stack}), or check --region/--profile",
         ) from None
-    except CannotTellError as why:
-        raise StackNotDeployedError(
-            f"cannot read the routing parameter {name}: {why.reason}"
+    except CannotTellError as why:  # throttled, a server error: not a sign it is not deployed
+        raise CannotTellStopError(
+            f"cannot read the routing parameter {name}: {why.reason}",
+            hint="AWS did not answer; run the command again",
         ) from None
     try:
         return Routing.from_json(value)
@@ -133,13 +134,6 @@ def read_routing(ctx: StackAccess) -> Routing:
         raise UsageError(
             f"routing parameter {name} is not a valid routing document: {error}"
         ) from None
-
-
-class CannotTellStopError(OpsError):
-    """A command that must stop because the account did not answer (exit 1)."""
-
-    exit_code = EXIT_CHECK_FAILED
-    kind = "cannot-tell"
 
 
 def handles_errors(fn: Callable[[Any], int]) -> Callable[[Any], int]:
