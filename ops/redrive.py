@@ -346,10 +346,11 @@ def run(args: argparse.Namespace) -> int:
     source = _source(ctx, routing, args.source)
     target = resolve_target(ctx, routing, kafka_timeout=KAFKA_DELIVERY_TIMEOUT_SECONDS)
     try:
+        read = source.read(args.limit, args.kafka_timeout)
         plan = select(
             args.source,
             source.name,
-            source.read(args.limit, args.kafka_timeout),
+            read,
             target,
             args.job_id,
             archive=args.archive_poison is not None,
@@ -360,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
             and not args.job_id
             and not plan.left
             and not plan.to_archive
+            and len(read) < args.limit  # the task moves the whole DLQ: all of it was checked
         ):
             plan.method = "message-move-task"
         outcome = Outcome()

@@ -165,6 +165,20 @@ def test_redrive_of_the_dlq_plans_the_message_move_task_when_nothing_is_poison(
     )
 
 
+def test_a_dlq_scan_cut_short_by_limit_copies_instead_of_moving_the_unchecked_rest(
+    sqs_places: RecoveryStack, run: Run
+) -> None:
+    for job in ("job-1", "job-2", "job-3"):
+        sqs_places.park_in_dlq(envelope(job).to_json(), job)
+    document = _redrive(run, "dlq", "--dry-run", "--limit", "2").json()
+    assert document["method"] == "copy", (
+        "the message-move task moves the whole DLQ, also the messages the scan never checked"
+    )
+    assert _redrive(run, "dlq", "--dry-run", "--limit", "4").json()["method"] == (
+        "message-move-task"
+    )
+
+
 @pytest.mark.usefixtures("ctrl_c_raises")
 def test_an_interrupted_redrive_rerun_moves_nothing_twice(
     sqs_places: RecoveryStack, run: Run, monkeypatch: pytest.MonkeyPatch
