@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,6 +21,7 @@ from infra import config as config_module
 from jobstream.contract.choices import ComputeType
 from jobstream.contract.names import Names
 from jobstream.contract.phases import PHASES, Route, phase
+from ops.arguments import non_negative_int, non_negative_number
 from ops.errors import EXIT_OK, handles_errors
 from ops.report import console, fmt_money, print_json
 
@@ -605,39 +605,19 @@ def register(subparsers: Any) -> None:
         "--phase", type=int, choices=PHASES, help="phase to detail (default: the stack's)"
     )
     parser.add_argument(
-        "--jobs-per-day", type=_non_negative_int, help="override jobstream:expectedJobsPerDay"
+        "--jobs-per-day", type=non_negative_int, help="override jobstream:expectedJobsPerDay"
     )
     parser.add_argument(
-        "--job-seconds", type=_non_negative_int, help="override jobstream:expectedJobSeconds"
+        "--job-seconds", type=non_negative_int, help="override jobstream:expectedJobSeconds"
     )
     parser.add_argument(
         "--log-gb",
-        type=_non_negative_number,
+        type=non_negative_number,
         default=DEFAULT_LOG_GB,
         help=f"assumed CloudWatch Logs ingestion per log group, GB/month (default {DEFAULT_LOG_GB:g})",
     )
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
     parser.set_defaults(handler=run)
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _non_negative_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, 0 or more")
-    return value
 
 
 @handles_errors

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jobstream.contract.names import app_user_secret_name
+from ops.arguments import positive_int, tcp_port
 from ops.aws_clients import (
     EXIT_CHECK_FAILED,
     EXIT_NO_AWS,
@@ -107,7 +108,9 @@ def register(subparsers: Any) -> None:
             "instance endpoint's name (libpq hostaddr)"
         ),
     )
-    parser.add_argument("--port", type=int, help="port to connect to (default: the instance's)")
+    parser.add_argument(
+        "--port", type=tcp_port, help="port to connect to (default: the instance's)"
+    )
     parser.add_argument(
         "--sslmode",
         choices=SSL_MODES,
@@ -122,7 +125,10 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "--connect-timeout", type=int, default=10, help="seconds per connection attempt"
+        "--connect-timeout",
+        type=positive_int,
+        default=10,
+        help="seconds per connection attempt (default %(default)s)",
     )
     parser.set_defaults(handler=run)
 
@@ -284,7 +290,7 @@ class Target:
         return cls(
             server_name,
             hostaddr,
-            args.port or instance.port,
+            args.port if args.port is not None else instance.port,
             dbname,
             args.sslmode,
             args.sslrootcert,

@@ -15,6 +15,7 @@ from typing import Any
 from jobstream.contract import metrics as m
 from jobstream.contract.phases import PHASES, ResourceGroup, adjacent_changes, phase
 from jobstream.contract.routing import Routing, RoutingError
+from ops.arguments import positive_number
 from ops.aws_clients import CannotTellError, UsageError, aws_call, handles_errors
 from ops.probes import (
     StackContext,
@@ -82,7 +83,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--to-phase", type=int, required=True, choices=PHASES, metavar="N")
     parser.add_argument(
         "--window-hours",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_WINDOW_HOURS,
         help=f"window for dual-write, parity and dead-letter figures (default {DEFAULT_WINDOW_HOURS:g})",
     )
@@ -100,7 +101,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-lag",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_MAX_LAG,
         help=f"to 4: highest Kafka consumer lag (SumOffsetLag) allowed (default {DEFAULT_MAX_LAG})",
     )
@@ -116,7 +117,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--lag-window-minutes",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_LAG_WINDOW_MINUTES,
         help=(
             "to 4: window for the lag figure; to 2: the window in which the consumer must have "
@@ -125,25 +126,15 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--drain-window-hours",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_DRAIN_WINDOW_HOURS,
         help=f"to 5: the SQS queue must have been empty this long (default {DEFAULT_DRAIN_WINDOW_HOURS:g})",
     )
     parser.set_defaults(handler=run)
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
-    return value
-
-
 def _ratio(text: str) -> float:
-    value = _positive(text)
+    value = positive_number(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a ratio from 0 to 1 (e.g. 0.99)")
     return value

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from jobstream.contract.phases import ResourceGroup, phase
+from ops.arguments import positive_number
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, CannotTellError, handles_errors
 from ops.probes import (
     QueueDepth,
@@ -49,7 +50,7 @@ def register(subparsers: Any) -> None:
     add_stack_arguments(parser)
     parser.add_argument(
         "--parity-window-hours",
-        type=float,
+        type=positive_number,
         default=24.0,
         help="window of the verify-parity figure (default 24)",
     )

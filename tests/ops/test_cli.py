@@ -221,3 +221,28 @@ def test_rehearse_refuses_a_set_phase_since_the_steps_choose_the_phases(
 ) -> None:
     assert cli.main(["rehearse", "--set", "jobstream:phase=2", "--json"]) == EXIT_USAGE
     assert "--steps" in json.loads(capsys.readouterr().out)["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["status", "--stack", "dev", "--parity-window-hours", "0"], "--parity-window-hours"),
+        (["status", "--stack", "dev", "--parity-window-hours", "-5"], "--parity-window-hours"),
+        (["status", "--stack", "dev", "--parity-window-hours", "nan"], "--parity-window-hours"),
+        (
+            ["preflight", "--stack", "dev", "--to-phase", "4", "--window-hours", "inf"],
+            "--window-hours",
+        ),
+        (["db-bootstrap", "--stack", "dev", "--port", "0"], "--port"),
+        (["db-bootstrap", "--stack", "dev", "--port", "70000"], "--port"),
+        (["db-bootstrap", "--stack", "dev", "--connect-timeout", "-1"], "--connect-timeout"),
+        (["cost", "--stack", "dev", "--jobs-per-day", "-1"], "--jobs-per-day"),
+    ],
+)
+def test_a_value_a_command_cannot_use_is_a_usage_error_before_any_call(
+    capsys: pytest.CaptureFixture[str], argv: list[str], flag: str
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main([*argv, "--json"])
+    assert done.value.code == EXIT_USAGE, f"{' '.join(argv)} was accepted"
+    assert flag in json.loads(capsys.readouterr().out)["error"]["message"]

@@ -49,7 +49,9 @@ def throttling_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.mark.parametrize("command", ["status", "preflight --to 4", "parked", "triggers", "adopt"])
+@pytest.mark.parametrize(
+    "command", ["status", "preflight --to-phase 4", "parked", "triggers", "adopt"]
+)
 def test_a_throttled_account_is_a_cannot_tell_stop_with_one_json_error(
     throttling_endpoint: str, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
