@@ -17,6 +17,8 @@ import argparse
 import gc
 import importlib
 import json
+import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,8 @@ from ops.errors import (
 
 PROG = "jobstream"
 INTERRUPTED = EXIT_INTERRUPTED
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""stdout's reader left early (141, as a shell reports a process SIGPIPE ended)."""
 
 _LIVE = (EXIT_USAGE, EXIT_NO_AWS, EXIT_ACCESS_DENIED)
 """What every command that reads the live account can exit with besides its verdict."""
@@ -292,8 +296,15 @@ def entry_point() -> NoReturn:
     a plan they are ~500k, most of them pulumi_aws's classes, and that took ~0.8 s of a 3 s
     ``jobstream plan``."""
     gc.disable()
-    code = main()
-    sys.stdout.flush()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of stdout left early (`| head`): stop quietly with the status a process
+        # killed by SIGPIPE has, as the shell's own tools do. Python's advice: point stdout at
+        # devnull so that the flush at shutdown does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_BROKEN_PIPE
     gc.freeze()
     sys.exit(code)
 

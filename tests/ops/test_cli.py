@@ -246,3 +246,22 @@ def test_a_value_a_command_cannot_use_is_a_usage_error_before_any_call(
         cli.main([*argv, "--json"])
     assert done.value.code == EXIT_USAGE, f"{' '.join(argv)} was accepted"
     assert flag in json.loads(capsys.readouterr().out)["error"]["message"]
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly_with_141() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head` gone before the first line: every write fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "ops.cli", "status", "--stack", "nope", "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == cli.EXIT_BROKEN_PIPE == 141, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
