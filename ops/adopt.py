@@ -168,7 +168,8 @@ def _print(args: argparse.Namespace, result: Adoption, source: str) -> None:
             effect = "[bold red]REPLACE (blocker)[/]" if d.effect == "replace" else d.effect
             out.print(
                 f"  {effect}  {escape(d.resource)}  {escape(d.input)}: "
-                f"{escape(_short(d.live))} -> {escape(_short(d.stack))}"
+                f"{escape(_short(d.live, out.is_terminal))} -> "
+                f"{escape(_short(d.stack, out.is_terminal))}"
             )
             out.print(f"      {d.why}", markup=False)
     else:
@@ -192,6 +193,10 @@ def _print(args: argparse.Namespace, result: Adoption, source: str) -> None:
         out.print(f"Run again with --write to put these values into {source}.")
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, on_terminal: bool) -> str:
+    """A value as the table shows it: cut at 100 characters on a terminal only (off one, the
+    tables cut nothing)."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text if len(text) <= 100 else text[:97] + "... (--json shows all)"
+    if not on_terminal or len(text) <= 100:
+        return text
+    return text[:97] + "... (--json shows all)"

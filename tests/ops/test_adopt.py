@@ -255,6 +255,21 @@ def test_the_stacks_policies_overwriting_the_queues_own_are_listed(
     assert "Policy (QueuePolicy)" in inputs  # the live queue has none; the stack adds its own
 
 
+def test_piped_differences_show_long_values_whole(
+    platform: Platform, project: Path, run: Any
+) -> None:
+    platform.queues()
+    policies = [
+        d["stack"]
+        for d in adopt(run, "--json", batch=False).json()["differences"]
+        if d["input"] == "Policy (QueuePolicy)"
+    ]
+    text = policies[0] if isinstance(policies[0], str) else json.dumps(policies[0], sort_keys=True)
+    assert len(text) > 100, "the test needs a value longer than a terminal's cut"
+    piped = adopt(run, batch=False).out
+    assert "(--json shows all)" not in piped and text in piped
+
+
 def test_live_settings_that_make_an_invalid_config_are_reported_and_nothing_written(
     platform: Platform, project: Path, run: Any
 ) -> None:
