@@ -132,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
         differences(result, reader.live, plan)
         if args.write and not result.blockers:  # never a config whose first `up` replaces one
             result.written = write_values(directory / source, result.values)
-    _print(args, result, source)
-    return EXIT_CHECK_FAILED if result.problems or result.blockers else EXIT_OK
+    code = EXIT_CHECK_FAILED if result.problems or result.blockers else EXIT_OK
+    _print(args, result, source, code)
+    return code
 
 
 def _config_text(value: Value) -> str:
@@ -142,9 +143,9 @@ def _config_text(value: Value) -> str:
     return "" if value is None else config_string(value)
 
 
-def _print(args: argparse.Namespace, result: Adoption, source: str) -> None:
+def _print(args: argparse.Namespace, result: Adoption, source: str, code: int) -> None:
     if args.json:
-        print_json(result.to_json())
+        print_json({**result.to_json(), "exit_code": code})
         return
     from rich.markup import escape
     from rich.table import Table

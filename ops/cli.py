@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except CommandLineError as rejected:
-        _usage_error(rejected, json_errors="--json" in argv)
+        _usage_error(rejected, json_errors=_asks_for_json(argv))
         raise SystemExit(EXIT_USAGE) from None  # as argparse itself does
     try:
         return int(args.handler(args))
@@ -267,6 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ops_error is None:
             raise
         return report_error(args, ops_error)
+
+
+def _asks_for_json(argv: Sequence[str]) -> bool:
+    """Whether the command line has ``--json``, also as the prefix argparse accepts for it
+    (``--js``, ``--jso``)."""
+    return any(len(a) >= 4 and "--json".startswith(a) for a in argv)
 
 
 def _usage_error(rejected: CommandLineError, *, json_errors: bool) -> None:

@@ -291,6 +291,7 @@ def test_a_setting_whose_change_replaces_a_resource_blocks_the_write(
     result = adopt(run, "--write", "--json")
     document = result.json()
     assert result.code == 1 and document["blockers"] >= 1, document["differences"]
+    assert document["exit_code"] == 1, "the JSON says the exit code, as every command's does"
     assert not document["written"], "wrote a config whose first `pulumi up` replaces a resource"
     assert (project / "Pulumi.dev.yaml").read_text() == before
     table = adopt(run)

@@ -265,3 +265,11 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly_with_141() -> None:
         os.close(write_end)
     assert done.returncode == cli.EXIT_BROKEN_PIPE == 141, done.stderr
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+def test_a_usage_error_with_json_abbreviated_is_one_json_object_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["status", "--stack", "dev", "--js", "--parity-window-hours", "abc"])
+    assert json.loads(capsys.readouterr().out)["exit_code"] == EXIT_USAGE
