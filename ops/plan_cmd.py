@@ -78,10 +78,14 @@ def register(subparsers: Any) -> None:
 
 
 PHASE_KEY = f"{NAMESPACE}:phase"
-"""Set by ``--phase`` and ``--diff-from-phase`` alone: a ``--set`` of it would override both."""
+"""Never taken from ``--set``: the command's own options choose the phase (``plan``'s
+``--phase`` and ``--diff-from-phase``, ``rehearse``'s ``--steps``), and a ``--set`` of it would
+replace them all."""
 
 
-def _overrides(pairs: list[str]) -> dict[str, str]:
+def config_overrides(pairs: Sequence[str], *, phase_refusal: str) -> dict[str, str]:
+    """The ``--set KEY=VALUE`` options as config overrides; ``PHASE_KEY`` is refused with
+    ``phase_refusal`` (what chooses the phase instead)."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -90,10 +94,7 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
                 f"--set {pair!r}: expected NAMESPACE:KEY=VALUE, e.g. jobstream:confirmCleanup=true"
             )
         if key == PHASE_KEY:
-            raise UsageError(
-                f"--set {pair!r}: the phase is chosen with --phase N (and --diff-from-phase M), "
-                "not --set: a --set phase would replace both"
-            )
+            raise UsageError(f"--set {pair!r}: {phase_refusal}")
         out[key] = value
     return out
 
@@ -159,7 +160,11 @@ def run(args: argparse.Namespace) -> int:
     from infra.plan_diff import diff_plans
     from infra.plan_views import mermaid
 
-    overrides = _overrides(args.set)
+    overrides = config_overrides(
+        args.set,
+        phase_refusal="the phase is chosen with --phase N (and --diff-from-phase M), not --set: "
+        "a --set phase would replace both",
+    )
     if args.all:
         if args.diff_from_phase is not None or args.graph:
             raise UsageError("--all prints every plan; --diff-from-phase and --graph take one")

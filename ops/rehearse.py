@@ -81,20 +81,14 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from infra.config import NAMESPACE
+    from ops.plan_cmd import config_overrides
     from rehearsal.config import RehearsalConfig
 
-    overrides: dict[str, str] = {}
-    for pair in args.set:
-        key, sep, value = pair.partition("=")
-        if not sep or ":" not in key:
-            raise ValueError(f"--set {pair!r}: expected NAMESPACE:KEY=VALUE")
-        if key == f"{NAMESPACE}:phase":
-            raise ValueError(
-                f"--set {pair!r}: the phases are chosen with --steps; a --set phase would make "
-                "every step's plan that one phase"
-            )
-        overrides[key] = value
+    overrides = config_overrides(
+        args.set,
+        phase_refusal="the phases are chosen with --steps; a --set phase would make every "
+        "step's plan that one phase",
+    )
     try:
         steps = tuple(int(s) for s in args.steps.split(","))
     except ValueError:
@@ -123,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         config = _config(args)
         with _live(enabled=not args.json and sys.stderr.isatty()) as progress:
             report = Rehearsal(config, progress).run()
+    except UsageError as error:
+        return report_error(args, error)
     except (ValueError, ConfigError, PlanError, StackModelError) as error:
         return report_error(args, UsageError(str(error)))  # the one error shape of every command
     if args.json:
