@@ -1,6 +1,7 @@
 """The light way into a live stack, for commands that never evaluate the Pulumi program
-(``parked``, ``redrive``, ``replay``): no import of pulumi, pulumi_aws, ``infra`` or
-``components`` here or in what this module imports.
+(``parked``, ``redrive``, ``replay``): no import of pulumi, pulumi_aws or ``components`` here or
+in what this module imports (of ``infra`` only the stack config's pulumi-free modules, which
+``ops.errors`` needs for its error types).
 
 What such a command needs from the stack is its name (the physical names follow from it,
 ``jobstream.contract.names``), its region (``aws:region`` in ``Pulumi.<stack>.yaml``, or
@@ -11,12 +12,10 @@ config (``infra.config``) is not read.
 from __future__ import annotations
 
 import argparse
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from jobstream.contract.names import Names
 from jobstream.contract.routing import Routing, RoutingError
@@ -26,11 +25,9 @@ from ops.aws_clients import (
     CannotTellError,
     CannotTellStopError,
     NotFoundError,
-    OpsError,
     StackNotDeployedError,
     UsageError,
     aws_call,
-    report_error,
 )
 
 PROJECT_FILE = "Pulumi.yaml"
@@ -134,24 +131,6 @@ def read_routing(ctx: StackAccess) -> Routing:
         raise UsageError(
             f"routing parameter {name} is not a valid routing document: {error}"
         ) from None
-
-
-def handles_errors(fn: Callable[[Any], int]) -> Callable[[Any], int]:
-    """Wrap a light command's handler: an ``OpsError`` becomes its message on stderr (and one
-    JSON object on stdout with ``--json``) and its exit code; a ``CannotTellError`` that reached
-    the top stops the command with exit 1. Unlike ``ops.aws_clients.handles_errors`` it never
-    imports the stack config modules (which import pulumi)."""
-
-    @functools.wraps(fn)
-    def wrapper(args: Any) -> int:
-        try:
-            return fn(args)
-        except OpsError as error:
-            return report_error(args, error)
-        except CannotTellError as why:
-            return report_error(args, CannotTellStopError(why.reason))
-
-    return wrapper
 
 
 def exit_codes_epilog(extra: str = "") -> str:

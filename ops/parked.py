@@ -34,10 +34,10 @@ from ops.dead_letters import (
     queue_url,
     read_dead_letter_topic,
 )
+from ops.errors import handles_errors
 from ops.live import (
     LiveStack,
     add_stack_arguments,
-    handles_errors,
     open_live_stack,
     read_routing,
 )

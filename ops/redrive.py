@@ -72,11 +72,10 @@ from ops.dead_letters import (
     queue_arn,
     queue_url,
 )
-from ops.errors import EXIT_INTERRUPTED
+from ops.errors import EXIT_INTERRUPTED, handles_errors
 from ops.live import (
     LiveStack,
     add_stack_arguments,
-    handles_errors,
     open_live_stack,
     read_routing,
 )

@@ -24,9 +24,9 @@ from jobstream.messaging.kafka import producer_config
 from jobstream.messaging.metrics import CloudWatchMetrics
 from jobstream.messaging.publishers import KafkaPublisher, RepairEntry, RepairLog, RepairState
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, ResourceMissingError, UsageError
+from ops.errors import handles_errors
 from ops.live import (
     add_stack_arguments,
-    handles_errors,
     open_live_stack,
     read_routing,
 )
