@@ -30,25 +30,30 @@ def non_negative_number(text: str) -> float:
     return value
 
 
-def non_negative_int(text: str) -> int:
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def non_negative_int(text: str) -> int:
+    value = _whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
 
 
 def positive_int(text: str) -> int:
-    value = non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    """A whole number, 1 or more (a count, a limit, seconds)."""
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
 
 
 def tcp_port(text: str) -> int:
-    value = non_negative_int(text)
+    value = _whole_number(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
     return value

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from jobstream.contract.routing import Routing
+from ops.arguments import positive_int
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, CannotTellError
 from ops.dead_letters import (
     DEAD_LETTER_TOPIC,
@@ -61,13 +62,13 @@ def register(subparsers: Any) -> None:
     add_stack_arguments(parser)
     parser.add_argument(
         "--sample",
-        type=_count,
+        type=positive_int,
         default=DEFAULT_SAMPLE,
         help=f"jobs listed per place (default {DEFAULT_SAMPLE})",
     )
     parser.add_argument(
         "--limit",
-        type=_count,
+        type=positive_int,
         default=DEFAULT_LIMIT,
         help=f"messages read per place for the oldest and the reasons (default {DEFAULT_LIMIT})",
     )
@@ -78,16 +79,6 @@ def register(subparsers: Any) -> None:
         help=f"seconds without a record that end the topic read (default {KAFKA_IDLE_SECONDS:g})",
     )
     parser.set_defaults(handler=run)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 @handles_errors
