@@ -116,7 +116,7 @@ COMMANDS: tuple[Command, ...] = (
             EXIT_CHECK_FAILED: "some copies still fail (they stay in the log) or the "
             "SecondaryPublishRepaired metric could not be sent",
             EXIT_USAGE: "usage or configuration error; also when the repair log does not exist",
-            EXIT_NOT_FOUND: "the phase in force has no Kafka brokers",
+            EXIT_NOT_FOUND: "copies are due but the phase in force has no Kafka brokers",
         },
     ),
     Command(

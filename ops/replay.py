@@ -100,15 +100,17 @@ def run(args: argparse.Namespace) -> int:
         )
     ctx = open_live_stack(args)
     routing = read_routing(ctx)
-    if routing.bootstrap_brokers is None:
-        raise ResourceMissingError(
-            f"the routing document of phase {routing.phase} names no Kafka brokers: there is "
-            "no Kafka to replay to",
-            hint="repair logs are written in phases 2-3, while producers dual-write",
-        )
     metrics = CloudWatchMetrics(ctx.aws.client("cloudwatch"), ctx.stack, interval=None)
     log = RepairLog(path, metrics=metrics)
     entries = due(log, args.pending_older_than, time.time())
+    # An empty log is "nothing to replay" in any phase (exit 0, as documented); only copies
+    # that are due need somewhere to go.
+    if entries and routing.bootstrap_brokers is None:
+        raise ResourceMissingError(
+            f"the routing document of phase {routing.phase} names no Kafka brokers: there is "
+            f"no Kafka to replay the {len(entries)} due cop(ies) to",
+            hint="repair logs are written in phases 2-3, while producers dual-write",
+        )
     document: dict[str, Any] = {
         "command": "replay",
         "stack": ctx.stack,
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         "metric_sent": None,
     }
     code = EXIT_OK
-    if entries and not args.dry_run:
+    if entries and routing.bootstrap_brokers is not None and not args.dry_run:
         publisher = KafkaPublisher(
             producer_config(
                 routing.bootstrap_brokers,
@@ -171,7 +173,8 @@ def _print(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
     out = console()
-    title = f"replay: {doc['repair_log']} -> Kafka {doc['brokers']} (stack {doc['stack']})"
+    brokers = doc["brokers"] or f"(none in phase {doc['phase']})"
+    title = f"replay: {doc['repair_log']} -> Kafka {brokers} (stack {doc['stack']})"
     if doc["entries"]:
         table = Table(title=title, title_justify="left")
         for column in ("job id", "route", "topic", "state", "age", "last error"):

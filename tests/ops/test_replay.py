@@ -145,5 +145,23 @@ def test_replay_in_a_phase_without_kafka_exits_6(
     places.set_phase(1)
     result = run("replay", "--stack", STACK, "--repair-log", str(repair_log), "--json")
     assert result.code == 6
-    assert "names no Kafka brokers" in result.json()["error"]["message"]
+    message = result.json()["error"]["message"]
+    assert "names no Kafka brokers: there is no Kafka to replay the 3 due" in message
     assert len(RepairLog(repair_log)) == len(JOBS)
+
+
+def test_replay_of_an_empty_log_in_a_phase_without_kafka_has_nothing_to_replay(
+    places: RecoveryStack, tmp_path: Path, run: Run
+) -> None:
+    """docs/operations.md: exit 0 when there is nothing to replay, in any phase; 6 is for copies
+    with nowhere to go."""
+    places.set_phase(1)
+    empty = tmp_path / "producer-1.repair.jsonl"
+    empty.touch()
+    result = run("replay", "--stack", STACK, "--repair-log", str(empty), "--json")
+    assert result.code == 0, result.err
+    doc = result.json()
+    assert (doc["entries"], doc["brokers"], doc["remaining"]) == ([], None, 0)
+    table = run("replay", "--stack", STACK, "--repair-log", str(empty))
+    assert table.code == 0, table.err
+    assert "Kafka (none in phase 1)" in table.out and "nothing to replay" in table.out
