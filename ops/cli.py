@@ -98,8 +98,9 @@ COMMANDS: tuple[Command, ...] = (
         {
             EXIT_OK: "every selected message that can be moved was moved (poison and no-body "
             "messages stay parked and are listed)",
-            EXIT_CHECK_FAILED: "a copy was not accepted, a place cannot be read, or the move "
-            "was not confirmed (nothing is deleted that was not copied)",
+            EXIT_CHECK_FAILED: "a copy was not accepted, a place cannot be read, a --job-id "
+            "names no parked job, or the move was not confirmed (nothing is deleted that was not "
+            "copied)",
             EXIT_USAGE: "usage or configuration error; also when confirmation is needed and "
             "stdin is not a terminal (pass --yes)",
             EXIT_NOT_FOUND: "the source place or the target route does not exist",

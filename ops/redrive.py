@@ -363,6 +363,11 @@ def run(args: argparse.Namespace) -> int:
             and len(read) < args.limit  # the task moves the whole DLQ: all of it was checked
         ):
             plan.method = "message-move-task"
+        if plan.not_parked and len(read) >= args.limit:
+            plan.notes.append(
+                f"only the first {args.limit} messages of {source.name} were read (--limit): "
+                "a job not found may be parked further in"
+            )
         outcome = Outcome()
         if (plan.to_move or plan.to_archive) and not args.dry_run:
             if not args.yes:
@@ -370,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
             outcome = _move(ctx, source, plan, args)
     finally:
         target.close()
-    code = _exit_code(outcome)
+    code = _exit_code(plan, outcome)
     document = _document(ctx, routing, plan, outcome, dry_run=args.dry_run, code=code)
     if args.json:
         print_json(document)
@@ -379,10 +384,11 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _exit_code(outcome: Outcome) -> int:
+def _exit_code(plan: Plan, outcome: Outcome) -> int:
     if outcome.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_CHECK_FAILED if outcome.error else EXIT_OK
+    # A --job-id that names nothing parked (a typo, a job already moved) must not read as done.
+    return EXIT_CHECK_FAILED if outcome.error or plan.not_parked else EXIT_OK
 
 
 def _confirm(plan: Plan) -> None:

@@ -138,6 +138,31 @@ def test_redrive_with_job_ids_moves_only_those_jobs(sqs_places: RecoveryStack, r
     assert sqs_places.depth("failed-jobs") == 2
 
 
+def test_a_job_id_that_names_nothing_parked_exits_1(sqs_places: RecoveryStack, run: Run) -> None:
+    """A typo in --job-id (or a job already moved) must not read as a redrive that did its work."""
+    sqs_places.capture_failed_job(failed_job_event(envelope("job-1").to_json(), exit_code=70))
+    result = _redrive(run, "failed-jobs", "--yes", "--job-id", "job-9")
+    assert result.code == 1, result.err
+    doc = result.json()
+    assert (doc["not_parked"], doc["moved"], doc["exit_code"]) == (["job-9"], [], 1)
+    assert doc["notes"] == [], "the whole place was read: no --limit note"
+    assert sqs_places.depth("failed-jobs") == 1
+
+
+def test_a_job_id_not_found_in_a_read_cut_short_by_limit_says_so(
+    sqs_places: RecoveryStack, run: Run
+) -> None:
+    for job in ("job-1", "job-2"):
+        sqs_places.capture_failed_job(failed_job_event(envelope(job).to_json(), exit_code=70))
+    result = run(
+        "redrive", "--stack", STACK, "--source", "failed-jobs", "--dry-run", "--limit", "1",
+        "--job-id", "job-9", *FAST,
+    )  # fmt: skip
+    assert result.code == 1, result.err
+    assert "job-9: not parked in" in result.out
+    assert "only the first 1 messages" in result.out and "(--limit)" in result.out
+
+
 def test_redrive_of_the_dlq_copies_when_the_endpoint_has_no_message_move_task(
     sqs_places: RecoveryStack, run: Run
 ) -> None:
