@@ -238,8 +238,35 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _command_named(argv: Sequence[str]) -> str | None:
-    """The command of a command line: its first word (the top level has no option but -h)."""
-    return argv[0] if argv and not argv[0].startswith("-") else None
+    """The command of a command line: its first word that names one, else its first word that
+    is not an option (the top level has no option but -h, so an option before the command,
+    ``jobstream --json status``, is the command's, misplaced)."""
+    words = [a for a in argv if not a.startswith("-")]
+    return next((a for a in words if a in COMMANDS_BY_NAME), words[0] if words else None)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``parser.parse_args``, except that an argument no parser took is reported by the parser
+    of the command it was given to (with that command's usage), and an option put before the
+    command is reported as misplaced rather than unrecognized."""
+    command = _command_named(argv)
+    misplaced = list(argv[: argv.index(command)]) if command in argv else list(argv)
+    misplaced = [a for a in misplaced if a not in ("-h", "--help")]
+    if command in COMMANDS_BY_NAME and misplaced:
+        raise CommandLineError(
+            _subparsers(parser).choices[command],
+            f"{' '.join(misplaced)} must come after the command: "
+            f"{PROG} {command} {' '.join(misplaced)} ...",
+        )
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = _subparsers(parser).choices.get(getattr(args, "command", None) or "", parser)
+        raise CommandLineError(sub, f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Any:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # pyright: ignore[reportPrivateUsage]
 
 
 def _register(subparsers: Any, command: Command) -> None:
@@ -254,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except CommandLineError as rejected:
         _usage_error(rejected, json_errors=_asks_for_json(argv))
         raise SystemExit(EXIT_USAGE) from None  # as argparse itself does

@@ -273,3 +273,38 @@ def test_a_usage_error_with_json_abbreviated_is_one_json_object_too(
     with pytest.raises(SystemExit):
         cli.main(["status", "--stack", "dev", "--js", "--parity-window-hours", "abc"])
     assert json.loads(capsys.readouterr().out)["exit_code"] == EXIT_USAGE
+
+
+def test_an_option_before_the_command_is_reported_as_misplaced_with_the_commands_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """argparse alone said "unrecognized arguments: --json --stack dev", naming a --stack that
+    is right."""
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--json", "status", "--stack", "dev"])
+    assert done.value.code == EXIT_USAGE
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["message"] == "--json must come after the command: jobstream status --json ..."
+    assert error["hint"].startswith("usage: jobstream status")
+
+
+def test_an_argument_no_parser_took_is_reported_with_the_commands_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["status", "--stack", "dev", "--frob", "--json"])
+    assert done.value.code == EXIT_USAGE
+    captured = capsys.readouterr()
+    error = json.loads(captured.out)["error"]
+    assert error["message"] == "unrecognized arguments: --frob"
+    assert error["hint"].startswith("usage: jobstream status"), error["hint"]
+    assert "jobstream status: error: unrecognized arguments: --frob" in captured.err
+
+
+def test_top_level_help_before_the_command_is_still_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["-h", "status"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: jobstream [-h] COMMAND")
