@@ -45,6 +45,7 @@ from jobstream.contract.env import MAX_JOB_MESSAGE_CHARS
 from jobstream.contract.routing import Routing
 from jobstream.messaging.kafka import producer_config
 from jobstream.messaging.publishers import JOB_ID_ATTRIBUTE
+from ops.arguments import positive_int, positive_number
 from ops.aws_clients import (
     EXIT_CHECK_FAILED,
     EXIT_OK,
@@ -124,13 +125,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--yes", action="store_true", help="move without asking")
     parser.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         default=DEFAULT_LIMIT,
         help=f"messages read from the place at most (default {DEFAULT_LIMIT})",
     )
     parser.add_argument(
         "--kafka-timeout",
-        type=float,
+        type=positive_number,
         default=KAFKA_IDLE_SECONDS,
         help=f"seconds without a record that end a topic read (default {KAFKA_IDLE_SECONDS:g})",
     )
@@ -338,8 +339,6 @@ class Outcome:
 
 @handles_errors
 def run(args: argparse.Namespace) -> int:
-    if args.limit < 1:
-        raise UsageError("--limit must be at least 1")
     ctx = open_live_stack(args)
     routing = read_routing(ctx)
     source = _source(ctx, routing, args.source)

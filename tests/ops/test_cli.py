@@ -237,6 +237,13 @@ def test_rehearse_refuses_a_set_phase_since_the_steps_choose_the_phases(
         (["db-bootstrap", "--stack", "dev", "--port", "70000"], "--port"),
         (["db-bootstrap", "--stack", "dev", "--connect-timeout", "-1"], "--connect-timeout"),
         (["cost", "--stack", "dev", "--jobs-per-day", "-1"], "--jobs-per-day"),
+        (["redrive", "--stack", "dev", "--source", "dlq", "--limit", "0"], "--limit"),
+        (["parked", "--stack", "dev", "--limit", "0"], "--limit"),
+        (["parked", "--stack", "dev", "--kafka-timeout", "inf"], "--kafka-timeout"),
+        (
+            ["redrive", "--stack", "dev", "--source", "dlq", "--kafka-timeout", "-1"],
+            "--kafka-timeout",
+        ),
     ],
 )
 def test_a_value_a_command_cannot_use_is_a_usage_error_before_any_call(
