@@ -38,6 +38,7 @@ from jobstream.contract.routing import Routing
 from jobstream.messaging.envelope import Envelope, EnvelopeError
 from jobstream.messaging.kafka import consumer_config
 from ops.aws_clients import CannotTellError, NotFoundError, aws_call
+from ops.kafka_log import kafka_logger
 from ops.live import StackAccess
 
 if TYPE_CHECKING:
@@ -405,7 +406,7 @@ def kafka_client_config(routing: Routing, region: str, group: str) -> dict[str, 
         group,
         kafka_auth=routing.kafka_auth,
         region=region,
-        extra={"logger": logging.getLogger("jobstream.ops.kafka"), "enable.partition.eof": False},
+        extra={"logger": kafka_logger(), "enable.partition.eof": False},
     )
 
 

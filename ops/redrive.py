@@ -74,6 +74,7 @@ from ops.dead_letters import (
     queue_url,
 )
 from ops.errors import EXIT_INTERRUPTED, handles_errors
+from ops.kafka_log import kafka_logger
 from ops.live import (
     LiveStack,
     add_stack_arguments,
@@ -210,7 +211,6 @@ class KafkaTarget(Target):
     route = "kafka"
 
     def __init__(self, routing: Routing, region: str, *, timeout: float) -> None:
-        import logging
 
         from confluent_kafka import Producer
 
@@ -225,7 +225,7 @@ class KafkaTarget(Target):
                 region=region,
                 delivery_timeout_ms=int(timeout * 1000),
                 linger_ms=0,
-                extra={"logger": logging.getLogger("jobstream.ops.kafka")},
+                extra={"logger": kafka_logger()},
             )
         )
 

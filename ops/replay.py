@@ -14,7 +14,6 @@ made under a file lock).
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from jobstream.messaging.metrics import CloudWatchMetrics
 from jobstream.messaging.publishers import KafkaPublisher, RepairEntry, RepairLog, RepairState
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, ResourceMissingError, UsageError
 from ops.errors import handles_errors
+from ops.kafka_log import kafka_logger
 from ops.live import (
     add_stack_arguments,
     open_live_stack,
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 kafka_auth=routing.kafka_auth,
                 region=ctx.aws.region,
                 delivery_timeout_ms=int(args.delivery_timeout * 1000),
-                extra={"logger": logging.getLogger("jobstream.ops.kafka")},
+                extra={"logger": kafka_logger()},
             ),
             metrics=metrics,
         )

@@ -3,6 +3,7 @@ unreachable, re-published to the local broker once it is back; counted on moto's
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from jobstream.messaging.publishers import (
     RepairLog,
     SqsPublisher,
 )
+from ops.kafka_log import LOGGER_NAME
 from rehearsal.servers import TcpProxy
 from tests.ops.recovery import STACK, RecoveryStack, envelope
 
@@ -117,6 +119,24 @@ def test_replay_keeps_what_kafka_still_refuses(
     assert (doc["delivered"], doc["still_failing"], doc["remaining"]) == (0, 3, 3)
     assert len(RepairLog(repair_log)) == len(JOBS)
     assert repaired_in_cloudwatch(places) == 0
+
+
+def test_replay_against_unreachable_brokers_shows_each_connection_failure_once(
+    places: RecoveryStack, repair_log: Path, run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    """librdkafka logs a FAIL line on every reconnect (7 a second here); a replay of 3 s showed
+    ~20 of them over its own report."""
+    assert places.broker is not None
+    still_down = TcpProxy(places.broker.port)  # never opened
+    places.set_phase(2, bootstrap=f"127.0.0.1:{still_down.port}")
+    with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME):
+        result = run(
+            "replay", "--stack", STACK, "--repair-log", str(repair_log), "--delivery-timeout",
+            "3", "--json",
+        )  # fmt: skip
+    assert result.code == 1
+    refused = [r for r in caplog.records if "Connection refused" in r.getMessage()]
+    assert len(refused) == 1, "\n".join(r.getMessage() for r in refused)
 
 
 def test_replay_table_is_readable(places: RecoveryStack, repair_log: Path, run: Run) -> None:
