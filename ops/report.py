@@ -83,6 +83,7 @@ def checks_table(
     checks: Sequence[Check],
     *,
     header: str = "verdict",
+    threshold_header: str = "needs",
     labels: Mapping[Verdict, str] | None = None,
     styles: Mapping[Verdict, str] | None = None,
 ) -> Table:
@@ -92,7 +93,7 @@ def checks_table(
     table.add_column("check")
     table.add_column(header)
     table.add_column("seen")
-    table.add_column("needs")
+    table.add_column(threshold_header)
     table.add_column("detail", overflow="fold")
     for c in checks:
         style = styles[c.verdict]

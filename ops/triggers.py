@@ -193,7 +193,16 @@ def run(args: argparse.Namespace) -> int:
     )
     out.print(terminal_chart(days, limits.jobs_per_day))
     title = f"migration triggers: stack {ctx.stack}, last {args.days} days"
-    out.print(checks_table(title, triggers, header="trigger", labels=LABELS, styles=STYLES))
+    out.print(
+        checks_table(
+            title,
+            triggers,
+            header="trigger",
+            threshold_header="met when",  # each trigger's threshold says when it is met
+            labels=LABELS,
+            styles=STYLES,
+        )
+    )
     out.print(f"overall: {overall['verdict']} - {overall['reason']}")
     if png:
         out.print(f"chart written to {png}")
@@ -276,7 +285,7 @@ def volume_trigger(days: list[Day], limits: Thresholds) -> Check:
 
 def latency_trigger(ctx: StackContext, days: int, limits: Thresholds) -> Check:
     name = f"latency: {limits.percentile_label} age of the oldest queued job above the need"
-    needs = f"{limits.percentile_label} <= {limits.latency_seconds:g} s"
+    needs = f"{limits.percentile_label} > {limits.latency_seconds:g} s"
 
     def decide() -> Check:
         series = metric_series(
@@ -304,7 +313,7 @@ def latency_trigger(ctx: StackContext, days: int, limits: Thresholds) -> Check:
 
 def error_trigger(ctx: StackContext, days: list[Day], limits: Thresholds) -> Check:
     name = "errors: processing errors or dead-lettered jobs per job"
-    needs = f"<= {fmt_pct(limits.max_error_rate)} of jobs sent"
+    needs = f"errors or dead-lettered > {fmt_pct(limits.max_error_rate)} of jobs sent"
 
     def decide() -> Check:
         sent = sum(d.jobs for d in days)

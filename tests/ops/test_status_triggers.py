@@ -181,6 +181,21 @@ def test_triggers_draws_a_terminal_chart_with_the_threshold(account: Seeder, run
     assert lines[-1].endswith("(today, partial)")
 
 
+def test_every_trigger_says_when_it_is_met_in_the_same_sense(account: Seeder, run: Run) -> None:
+    """The column once mixed "met when" (volume: > 10,000/day) with "stays while" (latency:
+    p99 <= 1 s, errors: <= 1 %)."""
+    _seeded_history(account, [100.0] * 3)
+    doc = run("triggers", "--stack", STACK, "--json").json()
+    thresholds = {t["name"].split(":")[0]: t["threshold"] for t in doc["triggers"]}
+    assert thresholds == {
+        "volume": "> 10,000/day on each of the last 7 days",
+        "latency": "p99 > 1 s",
+        "errors": "errors or dead-lettered > 1.00 % of jobs sent",
+    }
+    table = run("triggers", "--stack", STACK).out
+    assert "met when" in table and "needs" not in table
+
+
 def test_triggers_png_is_written(account: Seeder, run: Run, tmp_path: Path) -> None:
     _seeded_history(account, [5000.0, 15000.0])
     png = tmp_path / "jobs.png"
