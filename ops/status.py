@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from jobstream.contract.phases import ResourceGroup, phase
+from jobstream.contract.phases import ConsumerMode, ResourceGroup, Route, phase
 from ops.arguments import positive_number
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, CannotTellError, handles_errors
 from ops.probes import (
@@ -176,24 +176,36 @@ def collect(ctx: StackContext, parity_window: timedelta) -> tuple[dict[str, Any]
     )
     need(ResourceGroup.CONSUMER_SERVICE, f"ECS service {names.ecs_service}", service is not None)
 
-    lag = _read(lambda: metric_latest(ctx, kafka_lag_metric(ctx), window=RECENT))
-    doc["consumer_lag"] = (
-        {"cannot_tell": lag.reason}
-        if isinstance(lag, _Unknown)
-        else {"value": None if lag is None else lag[1], "window": human_window(RECENT)}
-    )
+    # The lag and the parity figures come from the Kafka consumer: where the phase runs none
+    # (or not in verify mode), there is nothing to read, which is not a "cannot tell".
+    kafka_mode = routing.mode(Route.KAFKA.value)
+    if kafka_mode == ConsumerMode.OFF.value:
+        doc["consumer_lag"] = {"not_applicable": f"phase {current.label} runs no Kafka consumer"}
+    else:
+        lag = _read(lambda: metric_latest(ctx, kafka_lag_metric(ctx), window=RECENT))
+        doc["consumer_lag"] = (
+            {"cannot_tell": lag.reason}
+            if isinstance(lag, _Unknown)
+            else {"value": None if lag is None else lag[1], "window": human_window(RECENT)}
+        )
 
-    parity = _read(lambda: verify_parity(ctx, parity_window))
-    doc["parity"] = (
-        {"cannot_tell": parity.reason}
-        if isinstance(parity, _Unknown)
-        else {
-            "ratio": parity.ratio,
-            "matches": parity.matches,
-            "mismatches": parity.mismatches,
-            "window": human_window(parity_window),
+    if kafka_mode != ConsumerMode.VERIFY.value:
+        doc["parity"] = {
+            "not_applicable": f"phase {current.label} runs no Kafka consumer in verify mode "
+            "(parity is measured in phase 3)"
         }
-    )
+    else:
+        parity = _read(lambda: verify_parity(ctx, parity_window))
+        doc["parity"] = (
+            {"cannot_tell": parity.reason}
+            if isinstance(parity, _Unknown)
+            else {
+                "ratio": parity.ratio,
+                "matches": parity.matches,
+                "mismatches": parity.mismatches,
+                "window": human_window(parity_window),
+            }
+        )
 
     firing = alarms_in_alarm(ctx)
     doc["alarms_in_alarm"] = firing
@@ -267,6 +279,8 @@ def _rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
             "consumer lag",
             _cannot(lag)
             if "cannot_tell" in lag
+            else f"not applicable: {lag['not_applicable']}"
+            if "not_applicable" in lag
             else (
                 f"{fmt_int(lag['value'])} (latest, {lag['window']})"
                 if lag["value"] is not None
@@ -280,6 +294,8 @@ def _rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
             "verify parity",
             _cannot(parity)
             if "cannot_tell" in parity
+            else f"not applicable: {parity['not_applicable']}"
+            if "not_applicable" in parity
             else f"{fmt_pct(parity['ratio'], 3)} ({fmt_int(parity['mismatches'])} mismatches in "
             f"{fmt_int(parity['matches'] + parity['mismatches'])}, {parity['window']})",
         )

@@ -83,6 +83,29 @@ def test_status_names_what_the_phase_needs_but_is_missing_and_alarms_firing(
     assert not any("MSK" in p for p in problems), "phase 1 does not need the MSK cluster"
 
 
+def test_status_in_phase_1_has_no_lag_or_parity_to_read_rather_than_a_cannot_tell(
+    account: Seeder, run: Run
+) -> None:
+    account.routing(1)
+    doc = run("status", "--stack", STACK, "--json").json()
+    assert doc["consumer_lag"] == {"not_applicable": "phase 1 (SQS) runs no Kafka consumer"}
+    assert doc["parity"] == {
+        "not_applicable": "phase 1 (SQS) runs no Kafka consumer in verify mode (parity is "
+        "measured in phase 3)"
+    }
+    table = run("status", "--stack", STACK).out
+    assert "cannot tell" not in table
+    assert "not applicable: phase 1 (SQS) runs no Kafka consumer" in table
+
+
+def test_status_in_phase_4_reads_the_lag_but_not_the_parity(account: Seeder, run: Run) -> None:
+    account.routing(4)
+    account.lag([(minutes(2), 7.0)])
+    doc = run("status", "--stack", STACK, "--json").json()
+    assert doc["consumer_lag"]["value"] == 7.0
+    assert "not_applicable" in doc["parity"]
+
+
 def test_status_table_is_readable(account: Seeder, run: Run) -> None:
     _phase_3(account)
     result = run("status", "--stack", STACK)
