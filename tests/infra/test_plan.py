@@ -99,6 +99,83 @@ def test_an_evaluation_walks_no_stack_for_source_positions(monkeypatch: pytest.M
     assert sdk._get_stack_trace is original, "the SDK's stack walk was not put back"  # pyright: ignore[reportPrivateUsage]
 
 
+@pytest.mark.fresh_evaluations
+def test_each_sdk_shortcut_is_in_place_while_a_plan_is_evaluated_and_put_back_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from infra import plan as plan_module
+
+    shortcuts = plan_module._SDK_SHORTCUTS  # pyright: ignore[reportPrivateUsage]
+    originals = {
+        s.attribute: getattr(s.module, s.attribute) for s in shortcuts
+    }  # a rename fails here
+    in_place: list[set[str]] = []
+    register = plan_module.RecordingMonitor.RegisterResource
+
+    def noting(self: plan_module.RecordingMonitor, request: Any) -> Any:
+        in_place.append(
+            {s.attribute for s in shortcuts if getattr(s.module, s.attribute) is s.replacement}
+        )
+        return register(self, request)
+
+    monkeypatch.setattr(plan_module.RecordingMonitor, "RegisterResource", noting)
+    run_plan("dev", phase=1)
+    missing = [sorted(set(originals) - seen) for seen in in_place if seen != set(originals)]
+    assert in_place and not missing, f"registrations without the shortcuts {missing[:3]}"
+    put_back = {s.attribute: getattr(s.module, s.attribute) for s in shortcuts}
+    assert put_back == originals, "an SDK function was not put back after the evaluation"
+
+
+def test_the_unknowns_check_answers_as_the_sdks_does() -> None:
+    from pulumi.output import Unknown
+    from pulumi.runtime import rpc
+
+    from infra import plan as plan_module
+
+    ours = plan_module._contains_unknowns  # pyright: ignore[reportPrivateUsage]
+    assert rpc.contains_unknowns is not ours, "outside an evaluation the SDK's own is in place"
+    cyclic: list[Any] = [1, {"a": "b"}]
+    cyclic.append(cyclic)
+    cyclic_with_unknown: dict[str, Any] = {"x": [2, 3]}
+    cyclic_with_unknown["self"] = cyclic_with_unknown
+    cyclic_with_unknown["later"] = {"deep": [Unknown()]}
+    shared = {"k": Unknown()}
+    values: list[Any] = [
+        None, 1, "text", Unknown(), [1, [2, {"k": Unknown()}]], {"a": {"b": [1, 2]}},
+        (Unknown(),), {Unknown()}, cyclic, cyclic_with_unknown, [shared, shared], [[], {}],
+    ]  # fmt: skip
+    for value in values:
+        assert ours(value) == rpc.contains_unknowns(value), f"disagrees on {value!r}"
+
+
+@pytest.mark.fresh_evaluations
+def test_an_evaluation_keeps_the_programs_errors_and_drops_its_debug_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pulumi
+    from pulumi.runtime.mocks import MockEngine
+    from pulumi.runtime.proto import engine_pb2
+
+    from infra import stack
+
+    sent: list[int] = []
+    log = MockEngine.Log
+
+    def noting(self: MockEngine, request: Any) -> None:
+        sent.append(request.severity)
+        log(self, request)
+
+    def program(_cfg: Any) -> None:
+        pulumi.log.debug("a debug line")
+        pulumi.log.error("the program's own error")
+
+    monkeypatch.setattr(MockEngine, "Log", noting)
+    monkeypatch.setattr(stack, "build", program)
+    with pytest.raises(PlanError, match="the program's own error"):
+        run_plan("dev", phase=1)
+    assert engine_pb2.DEBUG not in sent and engine_pb2.ERROR in sent
+
+
 def test_shared_evaluations_evaluate_each_distinct_input_once() -> None:
     shared = SharedEvaluations()
     with sharing_evaluations(shared):
