@@ -425,14 +425,14 @@ class DeadLetterTopicReader:
         topic: str,
         *,
         idle: float = KAFKA_IDLE_SECONDS,
-        settle: float = KAFKA_SETTLE_SECONDS,
+        settle: float | None = None,
         timeout: float | None = None,
     ) -> None:
         from confluent_kafka import Consumer
 
         self.topic = topic
         self._idle = idle
-        self._settle = settle
+        self._settle = KAFKA_SETTLE_SECONDS if settle is None else settle
         self._timeout = timeout if timeout is not None else max(2.0, 2 * idle)
         """For metadata, watermarks and offsets (an unreachable broker costs this long)."""
         self._consumer: Consumer = Consumer(dict(config))

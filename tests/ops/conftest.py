@@ -371,10 +371,33 @@ def minutes(n: float) -> timedelta:
 # ---- the dead-letter places on moto's server and the local broker (parked, redrive, replay) ----
 
 
+LOCAL_RECEIVE_WAIT_SECONDS = 0
+"""An SQS receive of the operator commands against moto's server: moto answers every receive
+from the whole queue, so an empty short poll means empty there, as an empty long poll does on
+SQS (which samples its servers on a short poll). Saves the second an empty long poll waits, once
+per scan (test_dead_letter_reads.py checks that the commands long-poll against SQS)."""
+LOCAL_KAFKA_SETTLE_SECONDS = 0.1
+"""The last poll of a topic read once every partition reached the high watermark read at the
+start: on the local broker, nothing is appended during a read, and the records of the last
+batch (above Tansu's too-low watermark) arrive in the fetch that brought its first record."""
+
+
 @pytest.fixture
-def sqs_places(aws_env: None, moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def local_read_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator commands' dead-letter reads, timed for local servers (see the constants)."""
+    from ops import dead_letters
+
+    monkeypatch.setattr(dead_letters, "RECEIVE_WAIT_SECONDS", LOCAL_RECEIVE_WAIT_SECONDS)
+    monkeypatch.setattr(dead_letters, "KAFKA_SETTLE_SECONDS", LOCAL_KAFKA_SETTLE_SECONDS)
+
+
+@pytest.fixture
+def sqs_places(
+    aws_env: None, moto_server: Any, monkeypatch: pytest.MonkeyPatch, local_read_timing: None
+) -> Any:
     """Stack ``dev``'s queues on moto's server (reset for the test), phase 1; the operator
-    commands reach it through ``AWS_ENDPOINT_URL``."""
+    commands reach it through ``AWS_ENDPOINT_URL`` (in this process, with ``local_read_timing``).
+    """
     from tests.ops.recovery import RecoveryStack
 
     moto_server.reset()

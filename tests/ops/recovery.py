@@ -166,14 +166,15 @@ class RecoveryStack:
         )
 
     def drain(self, place: str) -> list[dict[str, Any]]:
-        """Receive and delete every message of a queue (what its consumer would get)."""
+        """Receive and delete every message of a queue (what its consumer would get); short
+        polls, which on moto's server see the whole queue (an empty one means empty)."""
         sqs = self.client("sqs")
         found: list[dict[str, Any]] = []
         while True:
             messages = sqs.receive_message(
                 QueueUrl=self.urls[place],
                 MaxNumberOfMessages=10,
-                WaitTimeSeconds=1,
+                WaitTimeSeconds=0,
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
             if not messages:
