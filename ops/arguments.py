@@ -30,6 +30,23 @@ def non_negative_number(text: str) -> float:
     return value
 
 
+KAFKA_TIMEOUT_RANGE_SECONDS = (0.001, 2_147_483.647)
+"""What librdkafka's millisecond timeouts can hold (``delivery.timeout.ms``: 0..2147483647,
+where 0 means no timeout at all; CONFIGURATION.md of librdkafka)."""
+
+
+def kafka_timeout_seconds(text: str) -> float:
+    """Seconds for a librdkafka timeout given in milliseconds: 1 ms to its 32-bit maximum (0
+    would mean waiting for ever, and a copy Kafka never accepts would hold the command)."""
+    value = _number(text)
+    low, high = KAFKA_TIMEOUT_RANGE_SECONDS
+    if not math.isfinite(value) or not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a number of seconds from {low:g} to {high:.3f}"
+        )
+    return value
+
+
 def _whole_number(text: str) -> int:
     try:
         return int(text)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from jobstream.contract.routing import Routing
-from ops.arguments import positive_int, positive_number
+from ops.arguments import kafka_timeout_seconds, positive_int
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, CannotTellError
 from ops.dead_letters import (
     DEAD_LETTER_TOPIC,
@@ -74,7 +74,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--kafka-timeout",
-        type=positive_number,
+        type=kafka_timeout_seconds,
         default=KAFKA_IDLE_SECONDS,
         help=f"seconds without a record that end the topic read (default {KAFKA_IDLE_SECONDS:g})",
     )

@@ -45,7 +45,7 @@ from jobstream.contract.env import MAX_JOB_MESSAGE_CHARS
 from jobstream.contract.routing import Routing
 from jobstream.messaging.kafka import producer_config
 from jobstream.messaging.publishers import JOB_ID_ATTRIBUTE
-from ops.arguments import positive_int, positive_number
+from ops.arguments import kafka_timeout_seconds, positive_int
 from ops.aws_clients import (
     EXIT_CHECK_FAILED,
     EXIT_OK,
@@ -132,7 +132,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--kafka-timeout",
-        type=positive_number,
+        type=kafka_timeout_seconds,
         default=KAFKA_IDLE_SECONDS,
         help=f"seconds without a record that end a topic read (default {KAFKA_IDLE_SECONDS:g})",
     )

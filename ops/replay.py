@@ -22,6 +22,7 @@ from jobstream.contract import metrics as m
 from jobstream.messaging.kafka import producer_config
 from jobstream.messaging.metrics import CloudWatchMetrics
 from jobstream.messaging.publishers import KafkaPublisher, RepairEntry, RepairLog, RepairState
+from ops.arguments import kafka_timeout_seconds, non_negative_number
 from ops.aws_clients import EXIT_CHECK_FAILED, EXIT_OK, ResourceMissingError, UsageError
 from ops.errors import handles_errors
 from ops.kafka_log import kafka_logger
@@ -56,28 +57,18 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--pending-older-than",
-        type=_seconds,
+        type=non_negative_number,
         metavar="SECONDS",
         help="also replay copies still pending after this many seconds (their producer died)",
     )
     parser.add_argument(
         "--delivery-timeout",
-        type=_seconds,
+        type=kafka_timeout_seconds,
         default=DEFAULT_DELIVERY_TIMEOUT_SECONDS,
         metavar="SECONDS",
         help=f"how long Kafka may take to accept a copy (default {DEFAULT_DELIVERY_TIMEOUT_SECONDS:g})",
     )
     parser.set_defaults(handler=run)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
 
 
 def due(log: RepairLog, pending_older_than: float | None, now: float) -> list[RepairEntry]:

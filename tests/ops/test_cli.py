@@ -223,6 +223,9 @@ def test_rehearse_refuses_a_set_phase_since_the_steps_choose_the_phases(
     assert "--steps" in json.loads(capsys.readouterr().out)["error"]["message"]
 
 
+REPLAY = ("--stack", "dev", "--repair-log", "producer-1.repair.jsonl")
+
+
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
@@ -244,6 +247,14 @@ def test_rehearse_refuses_a_set_phase_since_the_steps_choose_the_phases(
             ["redrive", "--stack", "dev", "--source", "dlq", "--kafka-timeout", "-1"],
             "--kafka-timeout",
         ),
+        (["parked", "--stack", "dev", "--kafka-timeout", "1e10"], "--kafka-timeout"),
+        # librdkafka: 0 ms is no delivery timeout at all; past 2**31-1 ms the producer refuses
+        (["replay", *REPLAY, "--delivery-timeout", "0"], "--delivery-timeout"),
+        (["replay", *REPLAY, "--delivery-timeout", "2147484"], "--delivery-timeout"),
+        (["replay", *REPLAY, "--delivery-timeout", "nan"], "--delivery-timeout"),
+        (["replay", *REPLAY, "--delivery-timeout", "inf"], "--delivery-timeout"),
+        (["replay", *REPLAY, "--pending-older-than", "inf"], "--pending-older-than"),
+        (["replay", *REPLAY, "--pending-older-than", "-1"], "--pending-older-than"),
     ],
 )
 def test_a_value_a_command_cannot_use_is_a_usage_error_before_any_call(
