@@ -1,10 +1,13 @@
 """Argument types the commands share: each rejects what it cannot use with a message argparse
-prints as a usage error (exit 2; one JSON object with ``--json``). Light: argparse and math."""
+prints as a usage error (exit 2; one JSON object with ``--json``). Light: argparse and math
+(``config_key`` reads the stack config's key table when its option is given)."""
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
 
 
 def _number(text: str) -> float:
@@ -28,6 +31,40 @@ def non_negative_number(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, 0 or more")
     return value
+
+
+def ratio(text: str) -> float:
+    """A share from 0 to 1 (an error rate)."""
+    value = _number(text)
+    if not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} must be a ratio from 0 to 1 (e.g. 0.01)")
+    return value
+
+
+def positive_ratio(text: str) -> float:
+    """A share above 0, at most 1 (a minimum ratio that 0 would make no gate at all)."""
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a ratio above 0, at most 1 (e.g. 0.99)")
+    return value
+
+
+def config_key(name: str) -> Callable[[str], Any]:
+    """The type of an option that stands in for stack config key ``jobstream:<name>`` for one
+    run: the key's own parser, so the option takes what the key takes (``infra/config``), and
+    0 or a negative count cannot slip through where the key refuses it."""
+
+    def parse(text: str) -> Any:
+        from infra.config import KEYS_BY_NAME
+        from infra.config.keys import InvalidValueError
+
+        try:
+            return KEYS_BY_NAME[name].parse(text)
+        except InvalidValueError as error:
+            raise argparse.ArgumentTypeError(f"{text!r} {error} (as jobstream:{name})") from None
+
+    parse.__name__ = name  # argparse names the type in some of its messages
+    return parse
 
 
 KAFKA_TIMEOUT_RANGE_SECONDS = (0.001, 2_147_483.647)

@@ -15,7 +15,7 @@ from typing import Any
 from jobstream.contract import metrics as m
 from jobstream.contract.phases import PHASES, ResourceGroup, adjacent_changes, phase
 from jobstream.contract.routing import Routing, RoutingError
-from ops.arguments import positive_number
+from ops.arguments import positive_number, positive_ratio
 from ops.aws_clients import CannotTellError, UsageError, aws_call, handles_errors
 from ops.probes import (
     StackContext,
@@ -89,13 +89,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--min-dual-write-ratio",
-        type=_ratio,
+        type=positive_ratio,
         default=DEFAULT_MIN_DUAL_WRITE_RATIO,
         help=f"to 3: jobs published to Kafka / jobs published to SQS (default {DEFAULT_MIN_DUAL_WRITE_RATIO})",
     )
     parser.add_argument(
         "--min-parity",
-        type=_ratio,
+        type=positive_ratio,
         default=DEFAULT_MIN_PARITY,
         help=f"to 4: verify matches / compared (default {DEFAULT_MIN_PARITY})",
     )
@@ -131,13 +131,6 @@ def register(subparsers: Any) -> None:
         help=f"to 5: the SQS queue must have been empty this long (default {DEFAULT_DRAIN_WINDOW_HOURS:g})",
     )
     parser.set_defaults(handler=run)
-
-
-def _ratio(text: str) -> float:
-    value = positive_number(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a ratio from 0 to 1 (e.g. 0.99)")
-    return value
 
 
 @handles_errors

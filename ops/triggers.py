@@ -19,11 +19,12 @@ import argparse
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.text import Text
 
 from jobstream.contract import metrics as m
+from ops.arguments import config_key, ratio
 from ops.aws_clients import (
     EXIT_OK,
     CannotTellError,
@@ -74,17 +75,17 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--jobs-per-day",
-        type=int,
+        type=config_key("triggerJobsPerDay"),
         help="volume threshold (default: jobstream:triggerJobsPerDay, 10,000)",
     )
     parser.add_argument(
         "--sustained-days",
-        type=int,
+        type=config_key("triggerSustainedDays"),
         help="'consistently': the last N complete days all above (default: jobstream:triggerSustainedDays)",
     )
     parser.add_argument(
         "--latency-seconds",
-        type=float,
+        type=config_key("triggerLatencySeconds"),
         help="latency need (default: jobstream:triggerLatencySeconds, 1 s)",
     )
     parser.add_argument(
@@ -93,7 +94,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-error-rate",
-        type=float,
+        type=ratio,
         default=DEFAULT_MAX_ERROR_RATE,
         help=f"errors or dead-lettered jobs per job sent (default {DEFAULT_MAX_ERROR_RATE})",
     )
@@ -109,6 +110,14 @@ def _days(text: str) -> int:
     if not 1 <= value <= 455:
         raise argparse.ArgumentTypeError("must be 1..455 (CloudWatch keeps hourly data 455 days)")
     return value
+
+
+_V = TypeVar("_V")
+
+
+def _given(option: _V | None, configured: _V) -> _V:
+    """The option where given, else the stack config's value."""
+    return configured if option is None else option
 
 
 @dataclass(frozen=True)
@@ -132,15 +141,15 @@ def thresholds(ctx: StackContext, args: argparse.Namespace) -> Thresholds:
         raise UsageError(f"--percentile {label!r}: expected a percentile like p99") from None
     if not 0 < pct < 100:
         raise UsageError(f"--percentile {label!r}: must lie strictly between p0 and p100")
-    sustained = args.sustained_days or mon.trigger_sustained_days
+    sustained = _given(args.sustained_days, mon.trigger_sustained_days)
     if sustained > args.days:
         raise UsageError(
             f"--days {args.days} is shorter than the sustained period ({sustained} days)"
         )
     return Thresholds(
-        jobs_per_day=args.jobs_per_day or mon.trigger_jobs_per_day,
+        jobs_per_day=_given(args.jobs_per_day, mon.trigger_jobs_per_day),
         sustained_days=sustained,
-        latency_seconds=args.latency_seconds or mon.trigger_latency_seconds,
+        latency_seconds=_given(args.latency_seconds, mon.trigger_latency_seconds),
         percentile=pct,
         percentile_label=f"p{pct:g}",
         max_error_rate=args.max_error_rate,

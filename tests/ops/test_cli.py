@@ -255,6 +255,16 @@ REPLAY = ("--stack", "dev", "--repair-log", "producer-1.repair.jsonl")
         (["replay", *REPLAY, "--delivery-timeout", "inf"], "--delivery-timeout"),
         (["replay", *REPLAY, "--pending-older-than", "inf"], "--pending-older-than"),
         (["replay", *REPLAY, "--pending-older-than", "-1"], "--pending-older-than"),
+        # the trigger overrides take what their stack config keys take (0 fell back to the key's
+        # value, a negative count or NaN made a trigger that can never, or always, be met)
+        (["triggers", "--stack", "dev", "--sustained-days", "0"], "--sustained-days"),
+        (["triggers", "--stack", "dev", "--sustained-days", "8"], "--sustained-days"),
+        (["triggers", "--stack", "dev", "--jobs-per-day", "-5"], "--jobs-per-day"),
+        (["triggers", "--stack", "dev", "--latency-seconds", "nan"], "--latency-seconds"),
+        (["triggers", "--stack", "dev", "--latency-seconds", "0"], "--latency-seconds"),
+        (["triggers", "--stack", "dev", "--max-error-rate", "nan"], "--max-error-rate"),
+        (["triggers", "--stack", "dev", "--max-error-rate", "1.5"], "--max-error-rate"),
+        (["preflight", "--stack", "dev", "--to-phase", "4", "--min-parity", "nan"], "--min-parity"),
     ],
 )
 def test_a_value_a_command_cannot_use_is_a_usage_error_before_any_call(
