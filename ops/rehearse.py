@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ops.arguments import positive_int, positive_number
 from ops.errors import EXIT_CHECK_FAILED, UsageError, report_error
 
 EXIT_LOST = EXIT_CHECK_FAILED
@@ -51,25 +52,29 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--step-seconds",
-        type=float,
+        type=positive_number,
         default=d.step_seconds,
         help="time in each step (default %(default)s)",
     )
     parser.add_argument(
         "--sqs-rate",
-        type=float,
+        type=positive_number,
         default=d.sqs_rate,
         help="jobs per second while SQS is primary: each one Batch job process (default %(default)s)",
     )
     parser.add_argument(
         "--kafka-rate",
-        type=float,
+        type=positive_number,
         default=d.kafka_rate,
         help="jobs per second while Kafka is primary (default %(default)s)",
     )
-    parser.add_argument("--producers", type=int, default=d.producers, help="producer processes")
     parser.add_argument(
-        "--consumers", type=int, help="consumer service tasks (default: the plan's, at least 2)"
+        "--producers", type=positive_int, default=d.producers, help="producer processes"
+    )
+    parser.add_argument(
+        "--consumers",
+        type=positive_int,
+        help="consumer service tasks (default: the plan's, at least 2)",
     )
     parser.add_argument("--no-faults", action="store_true", help="inject no fault")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed of the faults")

@@ -265,6 +265,12 @@ REPLAY = ("--stack", "dev", "--repair-log", "producer-1.repair.jsonl")
         (["triggers", "--stack", "dev", "--max-error-rate", "nan"], "--max-error-rate"),
         (["triggers", "--stack", "dev", "--max-error-rate", "1.5"], "--max-error-rate"),
         (["preflight", "--stack", "dev", "--to-phase", "4", "--min-parity", "nan"], "--min-parity"),
+        # a rehearsal with no producer, no time in a step or no rate publishes no job: none lost
+        (["rehearse", "--producers", "0"], "--producers"),
+        (["rehearse", "--consumers", "0"], "--consumers"),
+        (["rehearse", "--step-seconds", "0"], "--step-seconds"),
+        (["rehearse", "--sqs-rate", "nan"], "--sqs-rate"),
+        (["rehearse", "--kafka-rate", "-1"], "--kafka-rate"),
     ],
 )
 def test_a_value_a_command_cannot_use_is_a_usage_error_before_any_call(
