@@ -68,8 +68,9 @@ def config_key(name: str) -> Callable[[str], Any]:
 
 
 KAFKA_TIMEOUT_RANGE_SECONDS = (0.001, 2_147_483.647)
-"""What librdkafka's millisecond timeouts can hold (``delivery.timeout.ms``: 0..2147483647,
-where 0 means no timeout at all; CONFIGURATION.md of librdkafka)."""
+"""What librdkafka's millisecond timeouts can hold: ``message.timeout.ms`` (alias
+``delivery.timeout.ms``) is "0 .. 2147483647" and "A time of 0 is infinite"
+(https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)."""
 
 
 def kafka_timeout_seconds(text: str) -> float:
