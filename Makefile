@@ -25,7 +25,7 @@ PYTEST := AWS_EC2_METADATA_DISABLED=true PYTHONDONTWRITEBYTECODE= $(BIN)/pytest 
 	--dist loadscope --no-loadscope-reorder
 SERVERLESS := not kafka and not postgres and not moto_server
 
-.PHONY: venv plan test test-fast lint typecheck pytest pytest-fast docs rehearse bench bench-cli image clean
+.PHONY: venv plan test test-fast lint typecheck pytest pytest-fast docs rehearse bench bench-cli bench-plan image clean
 
 $(STAMP): pyproject.toml runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ image:
 # On demand: the command line's start-up and the offline plan's cost against their floors.
 bench-cli: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_cli
+
+# On demand: how much of a plan after the first this repository's code accounts for, and the
+# floor left to the Pulumi SDK.
+bench-plan: $(STAMP)
+	$(BIN)/python -m benchmarks.plan_time
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
