@@ -128,6 +128,21 @@ _NETWORK_EXCEPTIONS: tuple[type[Exception], ...] = (
 )
 
 
+def pages(client: Any, operation: str, action: str, **params: Any) -> Iterator[dict[str, Any]]:
+    """Every page of one paginated call (``operation`` as the client names it, ``action`` as
+    in ``aws_call``), through botocore's paginator: it carries the continuation token, and
+    stops with an error instead of looping when a service hands the same token back. Each
+    page's call has its errors translated as ``aws_call`` does; stop iterating to stop
+    calling."""
+    iterator = iter(client.get_paginator(operation).paginate(**params))
+    while True:
+        with aws_call(action):  # a token handed back twice: botocore's PaginationError
+            page = next(iterator, None)
+        if page is None:
+            return
+        yield page
+
+
 def error_code(error: botocore.exceptions.ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 

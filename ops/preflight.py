@@ -16,7 +16,7 @@ from jobstream.contract import metrics as m
 from jobstream.contract.phases import PHASES, ResourceGroup, adjacent_changes, phase
 from jobstream.contract.routing import Routing, RoutingError
 from ops.arguments import positive_number, positive_ratio
-from ops.aws_clients import CannotTellError, UsageError, aws_call, handles_errors
+from ops.aws_clients import CannotTellError, UsageError, handles_errors, pages
 from ops.probes import (
     StackContext,
     add_stack_arguments,
@@ -393,22 +393,19 @@ def _current_phase_since(ctx: StackContext) -> datetime | None:
     name = ctx.names.routing_parameter
     ssm = ctx.aws.client("ssm")
     versions: list[tuple[int, datetime, int | None]] = []
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"Name": name, "MaxResults": 50}
-        if token:
-            kwargs["NextToken"] = token
-        with aws_call("ssm:GetParameterHistory"):
-            page = ssm.get_parameter_history(**kwargs)
+    for page in pages(
+        ssm,
+        "get_parameter_history",
+        "ssm:GetParameterHistory",
+        Name=name,
+        PaginationConfig={"PageSize": 50},  # the most the API answers with
+    ):
         for entry in page.get("Parameters", []):
             try:
                 number: int | None = Routing.from_json(entry.get("Value", "")).phase
             except RoutingError:
                 number = None
             versions.append((int(entry["Version"]), entry["LastModifiedDate"], number))
-        token = page.get("NextToken")
-        if not token:
-            break
     versions.sort()
     if not versions:
         return None

@@ -24,6 +24,7 @@ from ops.aws_clients import (
     CannotTellError,
     NotFoundError,
     aws_call,
+    pages,
 )
 
 # ``read_routing`` and ``add_stack_arguments`` live in the light ``ops.live`` (no pulumi import),
@@ -169,29 +170,23 @@ def metric_series(
         "ReturnData": True,
     }
     points: dict[datetime, float] = {}
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {
-            "MetricDataQueries": [query],
-            "StartTime": start,
-            "EndTime": end,
-            "ScanBy": "TimestampAscending",
-        }
-        if token:
-            kwargs["NextToken"] = token
-        try:
-            with aws_call("cloudwatch:GetMetricData"):
-                page = cw.get_metric_data(**kwargs)
-        except NotFoundError:
-            return []
-        for result in page.get("MetricDataResults", []):
-            for ts, value in zip(
-                result.get("Timestamps", []), result.get("Values", []), strict=False
-            ):
-                points[ts] = float(value)
-        token = page.get("NextToken")
-        if not token:
-            break
+    try:
+        for page in pages(
+            cw,
+            "get_metric_data",
+            "cloudwatch:GetMetricData",
+            MetricDataQueries=[query],
+            StartTime=start,
+            EndTime=end,
+            ScanBy="TimestampAscending",
+        ):
+            for result in page.get("MetricDataResults", []):
+                for ts, value in zip(
+                    result.get("Timestamps", []), result.get("Values", []), strict=False
+                ):
+                    points[ts] = float(value)
+    except NotFoundError:
+        return []
     return sorted(points.items())
 
 
@@ -280,47 +275,33 @@ class KafkaCluster:
 
 def kafka_cluster(ctx: StackContext, name: str) -> KafkaCluster | None:
     kafka = ctx.aws.client("kafka")
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"ClusterNameFilter": name}
-        if token:
-            kwargs["NextToken"] = token
-        try:
-            with aws_call("kafka:ListClustersV2"):
-                page = kafka.list_clusters_v2(**kwargs)
-        except NotFoundError:
-            return None
-        for info in page.get("ClusterInfoList", []):
-            if info.get("ClusterName") == name:
-                return KafkaCluster(
-                    name=name,
-                    arn=str(info["ClusterArn"]),
-                    state=str(info.get("State")),
-                    kind=str(info.get("ClusterType", "PROVISIONED")),
-                )
-        token = page.get("NextToken")
-        if not token:
-            return None
+    try:
+        for page in pages(
+            kafka, "list_clusters_v2", "kafka:ListClustersV2", ClusterNameFilter=name
+        ):
+            for info in page.get("ClusterInfoList", []):
+                if info.get("ClusterName") == name:  # the filter matches prefixes too
+                    return KafkaCluster(
+                        name=name,
+                        arn=str(info["ClusterArn"]),
+                        state=str(info.get("State")),
+                        kind=str(info.get("ClusterType", "PROVISIONED")),
+                    )
+    except NotFoundError:
+        return None
+    return None
 
 
 def kafka_topics(ctx: StackContext, cluster_arn: str) -> set[str]:
     """Topic names through the MSK control plane (``kafka:ListTopics``)."""
     kafka = ctx.aws.client("kafka")
     topics: set[str] = set()
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"ClusterArn": cluster_arn}
-        if token:
-            kwargs["NextToken"] = token
-        try:
-            with aws_call("kafka:ListTopics"):
-                page = kafka.list_topics(**kwargs)
-        except NotFoundError as error:
-            raise CannotTellError(f"kafka:ListTopics: {error.code}") from None
-        topics.update(str(t.get("TopicName")) for t in page.get("Topics", []))
-        token = page.get("NextToken")
-        if not token:
-            return topics
+    try:
+        for page in pages(kafka, "list_topics", "kafka:ListTopics", ClusterArn=cluster_arn):
+            topics.update(str(t.get("TopicName")) for t in page.get("Topics", []))
+    except NotFoundError as error:
+        raise CannotTellError(f"kafka:ListTopics: {error.code}") from None
+    return topics
 
 
 def kafka_bootstrap_brokers(ctx: StackContext, cluster_arn: str) -> set[str]:
@@ -371,18 +352,10 @@ def batch_queue(ctx: StackContext, name: str, *, count_jobs: bool = True) -> Bat
 
 def _count_jobs(ctx: StackContext, queue: str, state: str) -> int:
     batch = ctx.aws.client("batch")
-    count = 0
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"jobQueue": queue, "jobStatus": state}
-        if token:
-            kwargs["nextToken"] = token
-        with aws_call("batch:ListJobs"):
-            page = batch.list_jobs(**kwargs)
-        count += len(page.get("jobSummaryList", []))
-        token = page.get("nextToken")
-        if not token:
-            return count
+    return sum(
+        len(page.get("jobSummaryList", []))
+        for page in pages(batch, "list_jobs", "batch:ListJobs", jobQueue=queue, jobStatus=state)
+    )
 
 
 def batch_job_definition_active(ctx: StackContext, name: str) -> bool:
@@ -445,41 +418,20 @@ def ecs_service(ctx: StackContext, cluster: str, service: str) -> EcsService | N
 def alarms_in_alarm(ctx: StackContext) -> list[str]:
     cw = ctx.aws.client("cloudwatch")
     names: list[str] = []
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {
-            "AlarmNamePrefix": ctx.names.alarm_prefix,
-            "StateValue": "ALARM",
-            "AlarmTypes": ["MetricAlarm", "CompositeAlarm"],
-        }
-        if token:
-            kwargs["NextToken"] = token
-        with aws_call("cloudwatch:DescribeAlarms"):
-            page = cw.describe_alarms(**kwargs)
+    for page in pages(
+        cw,
+        "describe_alarms",
+        "cloudwatch:DescribeAlarms",
+        AlarmNamePrefix=ctx.names.alarm_prefix,
+        StateValue="ALARM",
+        AlarmTypes=["MetricAlarm", "CompositeAlarm"],
+    ):
         # Filter again on the answer: the state filter is applied by the service, and some
         # endpoints (moto) ignore it when a name prefix is given.
         for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
             if alarm.get("StateValue") == "ALARM":
                 names.append(str(alarm["AlarmName"]))
-        token = page.get("NextToken")
-        if not token:
-            return sorted(names)
-
-
-def alarm_count(ctx: StackContext) -> int:
-    cw = ctx.aws.client("cloudwatch")
-    count = 0
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"AlarmNamePrefix": ctx.names.alarm_prefix}
-        if token:
-            kwargs["NextToken"] = token
-        with aws_call("cloudwatch:DescribeAlarms"):
-            page = cw.describe_alarms(**kwargs)
-        count += len(page.get("MetricAlarms", [])) + len(page.get("CompositeAlarms", []))
-        token = page.get("NextToken")
-        if not token:
-            return count
+    return sorted(names)
 
 
 # ---- derived figures ------------------------------------------------------------------------

@@ -359,6 +359,20 @@ def test_rollback_3_to_2_does_not_count_a_zero_lag_from_before_phase_3_began(
     assert "phase 3 began" in caught_up["detail"]
 
 
+def test_rollback_3_to_2_reads_the_whole_parameter_history_past_its_first_page(
+    account: Seeder, run: Run
+) -> None:
+    """GetParameterHistory answers 50 versions a call at most: a stack that spent 51 versions in
+    phase 4 still has its change to phase 3 on record (read from the first page alone, every
+    version says phase 4 and no phase change is seen)."""
+    for _ in range(51):
+        account.routing(4)
+    _phase_3_kept(account)
+    account.lag([(minutes(8), 0.0), (minutes(3), 40.0), (minutes(1), 25.0)])
+    caught_up = preflight(run, 2).check("Kafka consumer caught up")
+    assert "phase 3 began" in caught_up["detail"], caught_up
+
+
 def test_rollback_3_to_2_cannot_tell_without_lag_data(account: Seeder, run: Run) -> None:
     _phase_3_kept(account)
     caught_up = preflight(run, 2).check("Kafka consumer caught up")
