@@ -6,15 +6,16 @@ Run on demand (not part of the test suite; ``make bench-plan``):
     .venv/bin/python -m benchmarks.plan_time [--rounds 3] [--json]
 
 Every stack x phase is evaluated once to warm the process up (the imports, pulumi_aws's lazy
-submodules), then ``--rounds`` pairs of rounds more: one as is, one with this repository's entry points timed, by the CPU
-time of the thread that runs them (``time.thread_time``: under the interpreter lock a thread
-that waits for it is not charged):
+submodules), then ``--rounds`` pairs of rounds more: one as is, one with this repository's
+entry points timed, by the CPU time of the thread that runs them (``time.thread_time``: under
+the interpreter lock a thread that waits for it is not charged):
 
 - the program's declarations: ``infra.stack.build``, which constructs every component and
   resource, less the SDK's ``Resource.__init__`` (pulumi_aws's generated constructors and
   argument classes included);
-- the program's callbacks: every function given to ``Output.apply`` (the SDK's own, through
-  ``Output.json_dumps`` or ``Output.all``, included: an upper bound), run later by the loop;
+- the program's callbacks: every function given to ``Output.apply``, run later by the loop (the
+  SDK's own included, as when ``Output.from_input`` lifts a list or dict of outputs: an upper
+  bound);
 - the mocks: ``PlanMocks.new_resource`` and ``PlanMocks.call``;
 - the recording: ``RecordingMonitor.RegisterResource`` less the SDK's ``MockMonitor`` part.
 
