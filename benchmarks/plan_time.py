@@ -11,11 +11,12 @@ entry points timed, by the CPU time of the thread that runs them (``time.thread_
 the interpreter lock a thread that waits for it is not charged):
 
 - the program's declarations: ``infra.stack.build``, which constructs every component and
-  resource, less the SDK's ``Resource.__init__`` (pulumi_aws's generated constructors and
-  argument classes included);
-- the program's callbacks: every function given to ``Output.apply``, run later by the loop (the
-  SDK's own included, as when ``Output.from_input`` lifts a list or dict of outputs: an upper
-  bound);
+  resource, less the SDK's ``Resource.__init__``, ``Output.apply``, ``Output.all``,
+  ``Output.from_input`` and invokes (pulumi_aws's generated constructors and argument classes
+  are included);
+- the program's callbacks: the functions defined in this repository that are given to
+  ``Output.apply``, run later by the loop (the SDK's own, such as those of
+  ``Output.from_input`` lifting a list or dict of outputs, count as the SDK's);
 - the mocks: ``PlanMocks.new_resource`` and ``PlanMocks.call``;
 - the recording: ``RecordingMonitor.RegisterResource`` less the SDK's ``MockMonitor`` part.
 
@@ -43,8 +44,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("program declarations", "program callbacks", "mocks", "recording")
 
 
@@ -55,6 +58,7 @@ class Timers:
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS, 0.0))
     _stacks: threading.local = field(default_factory=threading.local)
+    _adding: threading.Lock = field(default_factory=threading.Lock)  # main and monitor threads
 
     def timed(self, part: str | None, function: Callable[..., Any]) -> Callable[..., Any]:
         """``function``, its own time charged to ``part`` (None: to no part, the SDK's)."""
@@ -70,11 +74,22 @@ class Timers:
                 stack.pop()
                 elapsed = time.thread_time() - frame[0]
                 if part is not None:
-                    self.seconds[part] += elapsed - frame[1]
+                    with self._adding:
+                        self.seconds[part] += elapsed - frame[1]
                 if stack:
                     stack[-1][1] += elapsed
 
         return run
+
+
+def is_repository_code(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` is defined in this repository (not in the SDK, a library or the
+    interpreter: ``"".join``, ``tuple`` and the SDK's own lambdas are given to ``apply`` too)."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return False
+    path = Path(code.co_filename)
+    return path.is_relative_to(ROOT) and "site-packages" not in path.parts
 
 
 @contextmanager
@@ -97,15 +112,23 @@ def timing(timers: Timers) -> Iterator[None]:
     from infra import plan
     from infra.mocks import PlanMocks
 
-    original_apply = pulumi.Output.apply
+    sdk_apply = timers.timed(None, pulumi.Output.apply)
 
     def apply(self: Any, func: Callable[[Any], Any], run_with_unknowns: bool = False) -> Any:
-        return original_apply(self, timers.timed("program callbacks", func), run_with_unknowns)
+        part = "program callbacks" if is_repository_code(func) else None
+        return sdk_apply(self, timers.timed(part, func), run_with_unknowns)
+
+    def sdk(function: Any) -> Any:
+        return staticmethod(timers.timed(None, function))
 
     with (
         patched(infra.stack, "build", timers.timed("program declarations", infra.stack.build)),
         patched(pulumi.Resource, "__init__", timers.timed(None, pulumi.Resource.__init__)),
         patched(pulumi.Output, "apply", apply),
+        patched(pulumi.Output, "all", sdk(pulumi.Output.all)),
+        patched(pulumi.Output, "from_input", sdk(pulumi.Output.from_input)),
+        patched(pulumi.runtime, "invoke", timers.timed(None, pulumi.runtime.invoke)),
+        patched(pulumi.runtime, "invoke_output", timers.timed(None, pulumi.runtime.invoke_output)),
         patched(PlanMocks, "new_resource", timers.timed("mocks", PlanMocks.new_resource)),
         patched(PlanMocks, "call", timers.timed("mocks", PlanMocks.call)),
         patched(

@@ -67,6 +67,7 @@ __all__ = [
     "error_code",
     "error_message",
     "handles_errors",
+    "pages",
     "report_error",
 ]
 

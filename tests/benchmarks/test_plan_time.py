@@ -31,15 +31,28 @@ def test_a_timed_call_inside_another_is_taken_out_of_the_outer_ones_time() -> No
 
 
 @pytest.mark.usefixtures("clock")
-def test_a_call_that_raises_is_still_charged_and_leaves_the_stack_balanced() -> None:
+def test_a_call_that_raises_is_still_charged_and_taken_out_of_the_call_around_it() -> None:
     timers = plan_time.Timers()
 
     def fail() -> None:
         raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError):
-        timers.timed("mocks", fail)()
-    timers.timed("recording", lambda: None)()
+    failing = timers.timed("mocks", fail)  # 1 s
+
+    def recording() -> None:
+        with pytest.raises(RuntimeError):
+            failing()
+
+    timers.timed("recording", recording)()  # 3 s, 1 of them the failed call's
 
     assert timers.seconds["mocks"] == 1.0
-    assert timers.seconds["recording"] == 1.0, "an outer frame left by the failed call"
+    assert timers.seconds["recording"] == 2.0, "the failed call's frame was left on the stack"
+
+
+def test_only_functions_of_this_repository_count_as_the_programs_callbacks() -> None:
+    from infra import plan
+
+    assert plan_time.is_repository_code(plan.cleanup_confirmed)
+    assert not plan_time.is_repository_code(pytest.raises), "a library's function"
+    assert not plan_time.is_repository_code("".join), "a builtin has no code object"
+    assert not plan_time.is_repository_code(tuple)
