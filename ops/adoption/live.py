@@ -29,6 +29,7 @@ from ops.aws_clients import (
     ResourceMissingError,
     UsageError,
     aws_call,
+    pages,
 )
 from ops.stack_file import Value
 
@@ -109,13 +110,20 @@ def _compute_environment(aws: Aws, name_or_arn: str) -> dict[str, Any]:
 
 def _job_definition(aws: Aws, name_or_arn: str) -> dict[str, Any]:
     batch = aws.client("batch")
-    with aws_call("batch:DescribeJobDefinitions"):
-        if name_or_arn.startswith("arn:"):
-            found = batch.describe_job_definitions(jobDefinitions=[name_or_arn])["jobDefinitions"]
-        else:
-            found = batch.describe_job_definitions(jobDefinitionName=name_or_arn, status="ACTIVE")[
-                "jobDefinitions"
-            ]
+    asked: dict[str, Any] = (
+        {"jobDefinitions": [name_or_arn]}
+        if name_or_arn.startswith("arn:")
+        else {"jobDefinitionName": name_or_arn, "status": "ACTIVE"}
+    )
+    # Every page: a definition revised often has more active revisions than one answer holds
+    # (100), and the newest may be on any page.
+    found = [
+        definition
+        for page in pages(
+            batch, "describe_job_definitions", "batch:DescribeJobDefinitions", **asked
+        )
+        for definition in page.get("jobDefinitions", [])
+    ]
     found = sorted(found, key=lambda d: int(d.get("revision", 0)), reverse=True)
     return _one(found, "active Batch job definition", name_or_arn)
 
@@ -257,17 +265,31 @@ class Reader:
         message would go to whichever receives it first, under two job definitions."""
         found: list[str] = []
         try:
-            with aws_call("lambda:ListEventSourceMappings"):
-                mappings = self.aws.client("lambda").list_event_source_mappings(
-                    EventSourceArn=queue_arn
-                )["EventSourceMappings"]
+            mappings = [
+                mapping
+                for page in pages(
+                    self.aws.client("lambda"),
+                    "list_event_source_mappings",
+                    "lambda:ListEventSourceMappings",
+                    EventSourceArn=queue_arn,
+                )
+                for mapping in page.get("EventSourceMappings", [])
+            ]
             found += [
                 f"Lambda {m['FunctionArn'].rsplit(':', 1)[-1]} (event source mapping "
                 f"{m['UUID']}, {m.get('State', '?')})"
                 for m in mappings
             ]
-            with aws_call("pipes:ListPipes"):
-                pipes = self.aws.client("pipes").list_pipes(SourcePrefix=queue_arn)["Pipes"]
+            pipes = [
+                pipe
+                for page in pages(
+                    self.aws.client("pipes"),
+                    "list_pipes",
+                    "pipes:ListPipes",
+                    SourcePrefix=queue_arn,
+                )
+                for pipe in page.get("Pipes", [])
+            ]
             found += [
                 f"EventBridge Pipe {p['Name']} ({p.get('CurrentState', '?')})"
                 for p in pipes

@@ -73,3 +73,80 @@ def test_nothing_is_called_until_the_first_page_is_asked_for(
 ) -> None:
     client, _stubber = batch
     pages(client, "list_jobs", "batch:ListJobs", jobQueue=QUEUE)  # no response queued: no call
+
+
+# ---- the commands' reads that span pages ------------------------------------------------------
+
+
+def _definition(revision: int) -> dict[str, Any]:
+    name = "jobstream-dev-worker"
+    return {
+        "jobDefinitionName": name,
+        "jobDefinitionArn": f"arn:aws:batch:us-east-1:123456789012:job-definition/{name}:{revision}",
+        "revision": revision,
+        "type": "container",
+        "status": "ACTIVE",
+    }
+
+
+def test_adopt_takes_the_newest_active_job_definition_revision_from_any_page(
+    aws_env: None,
+) -> None:
+    """DescribeJobDefinitions answers up to 100 definitions a call (its maxResults): a
+    definition revised more often than that has its newest revision on a later page."""
+    from ops.adoption.live import _job_definition  # pyright: ignore[reportPrivateUsage]
+    from ops.aws_clients import Aws
+
+    aws = Aws("us-east-1")
+    asked = {"jobDefinitionName": "jobstream-dev-worker", "status": "ACTIVE"}
+    with Stubber(aws.client("batch")) as stubber:
+        first = [_definition(r) for r in range(1, 101)]
+        stubber.add_response(
+            "describe_job_definitions", {"jobDefinitions": first, "nextToken": "t1"}, asked
+        )
+        stubber.add_response(
+            "describe_job_definitions",
+            {"jobDefinitions": [_definition(101)]},
+            {**asked, "nextToken": "t1"},
+        )
+        found = _job_definition(aws, "jobstream-dev-worker")
+        stubber.assert_no_pending_responses()
+    assert found["revision"] == 101
+
+
+def test_adopt_reports_a_consumer_of_the_job_queue_listed_on_a_later_page(aws_env: None) -> None:
+    """ListEventSourceMappings and ListPipes answer in pages (up to 100 a call): a consumer of
+    the queue on a second page is still reported."""
+    import argparse
+
+    from infra.config import parse, read_stack_config
+    from jobstream.contract.names import PROJECT
+    from ops.adoption.live import Reader
+    from ops.aws_clients import Aws
+
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:jobstream-dev-jobs"
+    cfg = parse(read_stack_config("dev"), stack="dev", project=PROJECT, source="test")
+    aws = Aws("us-east-1")
+    reader = Reader(argparse.Namespace(), cfg, aws)
+    with Stubber(aws.client("lambda")) as mappings, Stubber(aws.client("pipes")) as pipes_:
+        mappings.add_response(
+            "list_event_source_mappings",
+            {"EventSourceMappings": [], "NextMarker": "m1"},
+            {"EventSourceArn": queue_arn},
+        )
+        mappings.add_response(
+            "list_event_source_mappings",
+            {"EventSourceMappings": []},
+            {"EventSourceArn": queue_arn, "Marker": "m1"},
+        )
+        pipe = {"Name": "legacy-submitter", "CurrentState": "RUNNING", "Source": queue_arn}
+        pipes_.add_response(
+            "list_pipes", {"Pipes": [], "NextToken": "p1"}, {"SourcePrefix": queue_arn}
+        )
+        pipes_.add_response(
+            "list_pipes", {"Pipes": [pipe]}, {"SourcePrefix": queue_arn, "NextToken": "p1"}
+        )
+        reader._consumers(queue_arn)  # pyright: ignore[reportPrivateUsage]
+        mappings.assert_no_pending_responses()
+        pipes_.assert_no_pending_responses()
+    assert reader.result.consumers == ["EventBridge Pipe legacy-submitter (RUNNING)"]
