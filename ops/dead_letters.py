@@ -325,6 +325,9 @@ class SqsHold:
         self._held: dict[str, str] = {}
         """message id -> receipt handle"""
         self._seen: set[str] = set()
+        self.not_released = 0
+        """Messages a release could not make visible again: they stay invisible until their
+        visibility timeout ends."""
 
     def __enter__(self) -> SqsHold:
         return self
@@ -375,6 +378,9 @@ class SqsHold:
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
 
     def release_all(self) -> None:
+        """Make every held message visible again; count in ``not_released`` (and log) those
+        that stay invisible: the whole call failed, or SQS failed some entries, which it
+        reports in the answer's ``Failed`` list with HTTP 200."""
         held, self._held = list(self._held.items()), {}
         for start in range(0, len(held), SQS_BATCH):
             entries = [
@@ -383,16 +389,26 @@ class SqsHold:
             ]
             try:
                 with aws_call("sqs:ChangeMessageVisibilityBatch"):
-                    self._sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+                    answer = self._sqs.change_message_visibility_batch(
+                        QueueUrl=self.url, Entries=entries
+                    )
             except Exception as error:  # released anyway when the visibility timeout ends
-                log.warning(
-                    "could not make %d message(s) of %s visible again (%s); they reappear within "
-                    "%d s",
-                    len(entries),
-                    self.url,
-                    error,
-                    self._visibility,
-                )
+                self._not_released(len(entries), str(error))
+                continue
+            failed = answer.get("Failed", [])
+            if failed:
+                reasons = sorted({f"{f.get('Code')}: {f.get('Message', '')}" for f in failed})
+                self._not_released(len(failed), "; ".join(reasons))
+
+    def _not_released(self, count: int, reason: str) -> None:
+        self.not_released += count
+        log.warning(
+            "could not make %d message(s) of %s visible again (%s); they reappear within %d s",
+            count,
+            self.url,
+            reason,
+            self._visibility,
+        )
 
 
 # ---- Kafka -------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ from ops.dead_letters import (
     KAFKA_IDLE_SECONDS,
     PLACE_TITLES,
     PLACES,
+    SCAN_VISIBILITY_SECONDS,
     DeadLetterTopicReader,
     Parked,
     SqsHold,
@@ -513,7 +514,16 @@ class SqsSource(Source):
 
     def read(self, limit: int, kafka_timeout: float) -> list[Parked]:
         with SqsHold(self._ctx, self.url) as hold:
-            return [self._parse(m) for m in hold.read(limit)]
+            parked = [self._parse(m) for m in hold.read(limit)]
+        if hold.not_released:
+            # The copy receives them again: still invisible, they would be missed and reported
+            # as no longer parked, the job not moved.
+            raise CannotTellError(
+                f"{hold.not_released} message(s) of {self.name} read for the plan could not be "
+                f"made visible again (sqs:ChangeMessageVisibilityBatch); they reappear within "
+                f"{SCAN_VISIBILITY_SECONDS} s: run redrive again then (nothing was moved)"
+            )
+        return parked
 
     def copy(self, plan: Plan, outcome: Outcome, advance: Callable[[int], None]) -> None:
         """Receive, send, delete: one message at a time, only the messages of the plan (poison
