@@ -292,9 +292,22 @@ def volume_trigger(days: list[Day], limits: Thresholds) -> Check:
     return check(name, needs, decide)
 
 
+FIVE_MINUTE_DATA_DAYS = 63
+"""How long CloudWatch keeps 5-minute datapoints; for a start further back, GetMetricData returns
+data only for a period that is a multiple of 3600 s (CloudWatch API Reference, MetricStat,
+``Period``)."""
+
+
+def latency_period(days: int) -> int:
+    """The period of the latency trigger's maxima: 5 minutes while CloudWatch keeps them for the
+    whole window, else an hour (with 5 minutes, the days past 63 would have no data)."""
+    return 300 if days <= FIVE_MINUTE_DATA_DAYS else 3600
+
+
 def latency_trigger(ctx: StackContext, days: int, limits: Thresholds) -> Check:
     name = f"latency: {limits.percentile_label} age of the oldest queued job above the need"
     needs = f"{limits.percentile_label} > {limits.latency_seconds:g} s"
+    period = latency_period(days)
 
     def decide() -> Check:
         series = metric_series(
@@ -303,7 +316,7 @@ def latency_trigger(ctx: StackContext, days: int, limits: Thresholds) -> Check:
             stat="Maximum",
             start=ctx.now - timedelta(days=days),
             end=ctx.now,
-            period=300,
+            period=period,
         )
         if not series:
             raise CannotTellError("no ApproximateAgeOfOldestMessage data for the job queue")
@@ -312,7 +325,8 @@ def latency_trigger(ctx: StackContext, days: int, limits: Thresholds) -> Check:
         return Check(
             name,
             MET if met else NOT_MET,
-            f"{limits.percentile_label} {value:g} s over {len(series)} 5-minute maxima",
+            f"{limits.percentile_label} {value:g} s over {len(series)} "
+            f"{'5-minute' if period == 300 else 'hourly'} maxima",
             needs,
             value=value,
         )
