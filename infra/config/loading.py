@@ -149,7 +149,7 @@ def _stack_name_problems(stack: str) -> list[Problem]:
             "(stack name)",
             stack,
             f"derives AWS names that their services refuse ({details}); use a stack name of "
-            f"letters, digits and single hyphens, starting with a letter, at most {longest} "
+            f"lowercase letters, digits and single hyphens, starting with a letter, at most {longest} "
             "characters",
         )
     ]

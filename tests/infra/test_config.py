@@ -450,6 +450,7 @@ def test_keys_under_a_namespace_close_to_jobstream_are_refused(namespace: str) -
         "my_stack",  # underscores are not allowed in an RDS identifier
         "dev.1",  # dots are not allowed in SQS queue names
         "team--a",  # two consecutive hyphens in an RDS identifier
+        "Prod",  # RDS identifiers are lowercase (the provider refuses uppercase)
     ],
 )
 def test_stack_names_that_derive_invalid_aws_names_are_refused(stack: str) -> None:
@@ -457,6 +458,7 @@ def test_stack_names_that_derive_invalid_aws_names_are_refused(stack: str) -> No
     assert rejected_keys(raw, stack=stack) == ["(stack name)"]
     text = problem_text(raw, stack=stack)
     assert repr(stack) in text and f"at most {longest_stack_name()} characters" in text
+    assert "lowercase letters" in text, text
 
 
 def test_the_longest_allowed_stack_name_is_accepted() -> None:

@@ -47,7 +47,7 @@ def test_a_compute_environment_prefix_keeps_room_for_the_providers_suffix() -> N
 def test_rds_identifier_rules_are_enforced() -> None:
     rule = NAME_RULES["db_instance"]
     assert rule.problem("jobstream-dev-db") is None
-    for bad in ("1db", "db--x", "db-", "db_x"):
+    for bad in ("1db", "db--x", "db-", "db_x", "Db", "jobstream-Prod-db"):
         assert rule.problem(bad) is not None, bad
 
 
@@ -61,3 +61,11 @@ def test_an_adopted_name_replaces_the_derived_one_and_others_stay_derived() -> N
 def test_only_adoptable_names_can_be_adopted() -> None:
     with pytest.raises(ValueError, match="routing_parameter"):
         Names("dev", adopted=(("routing_parameter", "/x"),))
+
+
+def test_a_stack_name_with_an_uppercase_letter_derives_refused_rds_names() -> None:
+    """RDS stores identifiers in lowercase and the provider refuses uppercase at preview
+    (terraform-provider-aws validIdentifier: "only lowercase alphanumeric characters and
+    hyphens allowed")."""
+    refused = {kind for kind, _value, _why in name_problems("Prod")}
+    assert refused == {"db_instance", "db_proxy"}

@@ -181,7 +181,13 @@ PROVIDER_UNIQUE_SUFFIX = 26
 LONGEST_ALARM_SLUG = 40
 """Room kept after ``alarm_prefix`` for the alarm slugs (the longest is under 40)."""
 
-_RDS_IDENTIFIER = r"[A-Za-z](?!.*--)[A-Za-z0-9-]*(?<!-)"
+# Lowercase only: RDS itself stores identifiers in lowercase, and the provider's validation
+# (terraform-provider-aws internal/service/rds/validate.go, validIdentifier; pulumi-aws runs it at
+# preview) refuses any other letter: "only lowercase alphanumeric characters and hyphens allowed".
+_RDS_IDENTIFIER = r"[a-z](?!.*--)[a-z0-9-]*(?<!-)"
+_RDS_ALLOWED = (
+    "lowercase letters, digits and hyphens, starting with a letter, no '--', not ending with '-'"
+)
 _SQS = NameRule(
     "SQS (queue name)",
     80,
@@ -254,15 +260,16 @@ NAME_RULES: dict[str, NameRule] = {
         "Amazon RDS (DB instance identifier)",
         63,
         _RDS_IDENTIFIER,
-        "letters, digits and hyphens, starting with a letter, no '--', not ending with '-'",
+        _RDS_ALLOWED,
         "RDS CreateDBInstance DBInstanceIdentifier: 1 to 63 letters, numbers or hyphens; first "
-        "character a letter; can't end with a hyphen or contain two consecutive hyphens",
+        "character a letter; can't end with a hyphen or contain two consecutive hyphens; stored "
+        "in lowercase, and the provider refuses uppercase (validIdentifier)",
     ),
     "db_proxy": NameRule(
         "Amazon RDS Proxy (proxy name)",
         63,
         _RDS_IDENTIFIER,
-        "letters, digits and hyphens, starting with a letter, no '--', not ending with '-'",
+        _RDS_ALLOWED,
         "RDS CreateDBProxy DBProxyName: begins with a letter, ASCII letters, digits and hyphens, "
         "no trailing or double hyphen (the 63-character limit is the provider's identifier "
         "validation, unverified against the API reference)",
