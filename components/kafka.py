@@ -217,7 +217,12 @@ class Kafka(pulumi.ComponentResource):
         self.consumer_policy = policy_document(
             self,
             [
-                connect,
+                {
+                    **connect,
+                    # Its dead-letter producer is idempotent too; with WriteData on one topic
+                    # only, MSK IAM needs this on the cluster (Kafka 2.8+, KIP-679).
+                    "actions": [*connect["actions"], "kafka-cluster:WriteDataIdempotently"],
+                },
                 {
                     "sid": "ReadJobs",
                     "actions": ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],

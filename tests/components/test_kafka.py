@@ -355,11 +355,19 @@ def test_producer_policy_is_scoped_to_this_cluster_and_the_jobs_topic(dev3: Plan
 
 
 def test_consumer_policy_reads_jobs_writes_dead_letters_and_owns_its_group(dev3: Plan) -> None:
+    """The consumer parks jobs with an idempotent producer (``producer_config``): with WriteData
+    granted on the dead-letter topic alone, MSK IAM also needs WriteDataIdempotently on the
+    cluster (MSK Developer Guide, "Create authorization policies for the IAM role": for Kafka
+    2.8.0 and later it is not granted by WriteData on one topic)."""
     cluster_arn, jobs, dlq, group = arns(dev3)
     policy = dev3.one(ROLE_POLICY, "consumer-kafka")
     assert policy.inputs["role"] == "consumer-task", f"{policy.urn}: not the ECS task role"
     assert grants(policy.inputs["policy"]) == {
-        cluster_arn: {"kafka-cluster:Connect", "kafka-cluster:DescribeCluster"},
+        cluster_arn: {
+            "kafka-cluster:Connect",
+            "kafka-cluster:DescribeCluster",
+            "kafka-cluster:WriteDataIdempotently",
+        },
         jobs: {"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"},
         dlq: {"kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"},
         group: {"kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"},
