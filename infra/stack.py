@@ -298,6 +298,9 @@ def _consumer_service(
                 db_host=database.proxy_endpoint,
                 db_name=cfg.database.name,
                 db_user=cfg.database.app_username,
+                kafka_max_poll_interval_ms=env.kafka_max_poll_interval_ms(
+                    cfg.batch.job_timeout_seconds
+                ),
             ),
             kafka_consumer_policy=kafka.consumer_policy,
             database_security_group_id=database.proxy_security_group_id,

@@ -86,7 +86,25 @@ def test_task_runs_the_batch_image_with_the_routing_and_database_environment(dev
         "JOBSTREAM_DB_USER": "jobstream_app",
         "JOBSTREAM_DB_SSLMODE": "verify-full",
         "JOBSTREAM_DB_SSLROOTCERT": "system",
+        "JOBSTREAM_KAFKA_MAX_POLL_INTERVAL_MS": "1920000",  # jobTimeoutSeconds 1800 + 120 s
     }
+
+
+def test_a_job_may_take_its_whole_timeout_before_the_group_reassigns_its_partition(
+    plans: PlanSet,
+) -> None:
+    """librdkafka's max.poll.interval.ms (default 300000): a consumer that does not poll again
+    within it leaves the group, its partitions go to another task, which processes the message
+    again, and its own commit fails (CONFIGURATION.md). One job may take jobTimeoutSeconds, the
+    Batch attempt timeout that bounds the same handler on Batch."""
+    overrides = {
+        "jobstream:jobTimeoutSeconds": "7200",
+        "jobstream:queueVisibilityTimeoutSeconds": "7200",
+    }
+    plan = plans.get("dev", 3, overrides=overrides)
+    env = {e["name"]: e["value"] for e in container(plan)["environment"]}
+    poll = int(env["JOBSTREAM_KAFKA_MAX_POLL_INTERVAL_MS"])
+    assert poll >= 7200 * 1000, f"{TASK_DEFINITION} consumer: {poll} ms is under the job timeout"
 
 
 def test_task_definition_is_fargate_sized_from_config(dev3: Plan) -> None:

@@ -76,3 +76,38 @@ def test_a_routing_ttl_that_is_not_positive_is_refused() -> None:
     assert problems(**{env.ROUTING_TTL: "0"}) == [
         "JOBSTREAM_ROUTING_TTL_SECONDS = '0': must be a number of seconds, 0 < s <= 3600"
     ]
+
+
+def test_the_kafka_poll_interval_defaults_to_librdkafkas() -> None:
+    settings = WorkerSettings.from_environ(VALID)
+    assert settings.kafka_max_poll_interval_ms == env.KAFKA_MAX_POLL_INTERVAL_DEFAULT == 300_000
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["5000", "86400001", "1h", "0"],  # under the 10 s session timeout, over librdkafka's bound
+)
+def test_a_kafka_poll_interval_outside_its_range_is_refused(value: str) -> None:
+    (problem,) = problems(**{env.KAFKA_MAX_POLL_INTERVAL: value})
+    assert problem.startswith(f"JOBSTREAM_KAFKA_MAX_POLL_INTERVAL_MS = {value!r}: must be")
+    assert "10000..86400000" in problem, problem
+
+
+def test_the_stacks_poll_interval_covers_the_job_timeout_and_stays_in_librdkafkas_bound() -> None:
+    assert env.kafka_max_poll_interval_ms(1800) == 1_920_000
+    assert env.kafka_max_poll_interval_ms(43_200) == 43_320_000
+    assert env.kafka_max_poll_interval_ms(10**6) == env.KAFKA_MAX_POLL_INTERVAL_MAX
+
+
+def test_the_kafka_consumer_polls_within_the_interval_its_environment_sets() -> None:
+    from types import SimpleNamespace
+
+    from jobstream.worker.wiring import Wiring
+
+    settings = WorkerSettings.from_environ(
+        {**VALID, env.CONSUMER: "kafka", env.KAFKA_MAX_POLL_INTERVAL: "1920000"}
+    )
+    routing = SimpleNamespace(bootstrap_brokers="b-1:9098", consumer_group="g", kafka_auth="none")
+    config = Wiring(settings).kafka_consumer_config(routing)
+    assert config["max.poll.interval.ms"] == 1_920_000
+    assert config["session.timeout.ms"] == env.KAFKA_SESSION_TIMEOUT_DEFAULT

@@ -61,6 +61,28 @@ KAFKA_SESSION_TIMEOUT = "JOBSTREAM_KAFKA_SESSION_TIMEOUT_MS"
 """The consumer group session timeout (default 10,000 ms): how long a dead task's partitions wait
 before the group gives them to another task. The heartbeat is a third of it."""
 KAFKA_SESSION_TIMEOUT_DEFAULT = 10_000
+KAFKA_MAX_POLL_INTERVAL = "JOBSTREAM_KAFKA_MAX_POLL_INTERVAL_MS"
+"""librdkafka's ``max.poll.interval.ms`` for the consumer (default 300,000, librdkafka's): the
+longest one message may take, every handler attempt, the ledger and the commit included. A
+consumer that does not poll again within it leaves the group: its partitions go to another
+task, which processes the message again, and its own commit fails. The stack sets it from
+``jobTimeoutSeconds`` (``kafka_max_poll_interval_ms``)."""
+KAFKA_MAX_POLL_INTERVAL_DEFAULT = 300_000
+KAFKA_MAX_POLL_INTERVAL_MAX = 86_400_000
+"""librdkafka's upper bound for ``max.poll.interval.ms`` (CONFIGURATION.md: 1 .. 86400000)."""
+KAFKA_POLL_MARGIN_SECONDS = 120
+"""Beyond the job's own time: the ledger, the commit, a dead-letter write (delivery timeout
+30 s) and the handler attempts' backoff."""
+
+
+def kafka_max_poll_interval_ms(job_timeout_seconds: int) -> int:
+    """The consumer's ``max.poll.interval.ms`` for jobs that take up to ``job_timeout_seconds``
+    (the Batch attempt timeout, which bounds every handler attempt of one job on Batch; on
+    Kafka the same handler runs the same jobs)."""
+    return min(
+        (job_timeout_seconds + KAFKA_POLL_MARGIN_SECONDS) * 1000, KAFKA_MAX_POLL_INTERVAL_MAX
+    )
+
 
 CONSUMER_SQS = "sqs"
 CONSUMER_KAFKA = "kafka"
@@ -83,13 +105,20 @@ def worker_environment(
     db_host: V,
     db_name: str,
     db_user: str,
+    kafka_max_poll_interval_ms: int | None = None,
 ) -> dict[str, str | V]:
     """What the stack sets for ``jobstream-worker``: in the Batch job definition with
     ``consumer=CONSUMER_SQS`` (the pipe adds ``PIPE_OVERRIDES`` per message), in the ECS task
     definition with ``consumer=CONSUMER_KAFKA``. ``region`` and ``db_host`` may be deferred values
-    (Pulumi outputs): they are passed through."""
+    (Pulumi outputs): they are passed through. ``kafka_max_poll_interval_ms``: the Kafka
+    consumer's ``KAFKA_MAX_POLL_INTERVAL``."""
     if consumer not in CONSUMER_KINDS:
         raise ValueError(f"consumer {consumer!r} is not one of {CONSUMER_KINDS}")
+    poll: dict[str, str | V] = (
+        {}
+        if kafka_max_poll_interval_ms is None
+        else {KAFKA_MAX_POLL_INTERVAL: str(kafka_max_poll_interval_ms)}
+    )
     return {
         CONSUMER: consumer,
         STACK: stack,
@@ -101,4 +130,5 @@ def worker_environment(
         DB_USER: db_user,
         DB_SSLMODE: DB_SSLMODE_DEFAULT,
         DB_SSLROOTCERT: DB_SSLROOTCERT_SYSTEM,
+        **poll,
     }

@@ -130,9 +130,11 @@ def consumer_config(
     region: str | None = None,
     session_timeout_ms: int = 10_000,
     heartbeat_ms: int = 3_000,
+    max_poll_interval_ms: int = 300_000,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Manual commits (``enable.auto.commit`` off), start from the earliest offset."""
+    """Manual commits (``enable.auto.commit`` off), start from the earliest offset;
+    ``max_poll_interval_ms`` must exceed the longest processing of one message."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -141,6 +143,7 @@ def consumer_config(
         "auto.offset.reset": "earliest",
         "session.timeout.ms": session_timeout_ms,
         "heartbeat.interval.ms": heartbeat_ms,
+        "max.poll.interval.ms": max_poll_interval_ms,
         **auth_config(kafka_auth, region),
     }
     config.update(extra or {})

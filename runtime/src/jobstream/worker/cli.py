@@ -38,6 +38,12 @@ _VARIABLES = (
         env.KAFKA_SESSION_TIMEOUT,
         f"consumer group session timeout, ms (default {env.KAFKA_SESSION_TIMEOUT_DEFAULT})",
     ),
+    (
+        env.KAFKA_MAX_POLL_INTERVAL,
+        "longest processing of one message before the group reassigns it, ms (default "
+        f"{env.KAFKA_MAX_POLL_INTERVAL_DEFAULT}; the stack sets jobTimeoutSeconds + "
+        f"{env.KAFKA_POLL_MARGIN_SECONDS} s)",
+    ),
 )
 
 

@@ -65,6 +65,7 @@ class WorkerSettings:
     log_level: str
     routing_ttl_seconds: float
     kafka_session_timeout_ms: int
+    kafka_max_poll_interval_ms: int
     job_message: str | None
     sqs_message_id: str | None
 
@@ -139,6 +140,22 @@ class WorkerSettings:
                     env.KAFKA_SESSION_TIMEOUT, session_text, "must be milliseconds, 1000..300000"
                 )
             )
+        poll_text = get(
+            env.KAFKA_MAX_POLL_INTERVAL,
+            "milliseconds",
+            default=str(env.KAFKA_MAX_POLL_INTERVAL_DEFAULT),
+        )
+        poll = int(poll_text) if poll_text.isdigit() else 0
+        floor = max(session, 1000)
+        if not floor <= poll <= env.KAFKA_MAX_POLL_INTERVAL_MAX:
+            problems.append(
+                SettingProblem(
+                    env.KAFKA_MAX_POLL_INTERVAL,
+                    poll_text,
+                    f"must be milliseconds, {floor}..{env.KAFKA_MAX_POLL_INTERVAL_MAX} (at least "
+                    "the session timeout, at most librdkafka's bound)",
+                )
+            )
         settings = cls(
             consumer=consumer,
             handler=handler,
@@ -153,6 +170,7 @@ class WorkerSettings:
             log_level=choice(env.LOG_LEVEL, _LOG_LEVELS, "INFO").upper(),
             routing_ttl_seconds=ttl,
             kafka_session_timeout_ms=session,
+            kafka_max_poll_interval_ms=poll,
             job_message=environ.get(env.JOB_MESSAGE),
             sqs_message_id=environ.get(env.SQS_MESSAGE_ID),
         )

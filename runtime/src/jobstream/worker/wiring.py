@@ -156,6 +156,7 @@ class Wiring:
             region=self.settings.region,
             session_timeout_ms=session,
             heartbeat_ms=max(100, session // 3),
+            max_poll_interval_ms=self.settings.kafka_max_poll_interval_ms,
         )
 
     def dead_letter_producer(self, routing: Routing) -> Any:
