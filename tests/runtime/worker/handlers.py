@@ -31,6 +31,19 @@ def fails_until_fixed(envelope: Envelope) -> Mapping[str, Any]:
     return double(envelope)
 
 
+STARTED_FLAG = "JOBSTREAM_TEST_STARTED_FLAG"
+"""A file path: ``slow`` creates it when it starts, then works for a minute."""
+
+
+def slow(envelope: Envelope) -> Mapping[str, Any]:
+    """A job that runs long enough to be stopped: it says it started (``STARTED_FLAG``)."""
+    import time
+
+    Path(os.environ[STARTED_FLAG]).touch()
+    time.sleep(60)
+    return double(envelope)
+
+
 def not_callable() -> None:  # pragma: no cover - imported, never called
     pass
 

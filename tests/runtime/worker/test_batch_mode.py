@@ -5,12 +5,16 @@ definition's retry strategy understands (``jobstream.contract.exits``)."""
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import time
+from pathlib import Path
 
 import pytest
 
 from jobstream.contract import env
 from jobstream.contract.exits import WorkerExit
 from jobstream.messaging.envelope import Envelope
+from tests.runtime.worker import handlers
 from tests.runtime.worker.conftest import STACK, WorkerRig
 
 pytestmark = [pytest.mark.moto_server, pytest.mark.postgres]
@@ -32,6 +36,39 @@ def test_the_job_is_applied_and_the_worker_exits_0(worker_rig: WorkerRig) -> Non
     ((result,),) = worker_rig.sql("SELECT result FROM jobstream_results WHERE job_id = 'job-1'")
     assert result == {"doubled": 8}
     assert "job job-1 (SQS message m-1): applied" in log
+
+
+def test_sigterm_abandons_the_job_at_once_with_exit_143_and_applies_nothing(
+    worker_rig: WorkerRig, tmp_path: Path
+) -> None:
+    """AWS Batch sends SIGTERM on the attempt timeout or a termination, then SIGKILL 30 s later
+    (AWS Batch User Guide, "Job timeouts"). In the container the worker is PID 1, which the
+    kernel gives no default action for SIGTERM: without a handler it would wait for SIGKILL.
+    Here the worker is not PID 1 (its default would be death by signal, -15), so the test checks
+    the handler's own exit: 143, said in the log, nothing of the job applied."""
+    started = tmp_path / "started"
+    worker = worker_rig.start(
+        {
+            env.JOB_MESSAGE: message(),
+            env.SQS_MESSAGE_ID: "m-1",
+            env.HANDLER: "tests.runtime.worker.handlers:slow",
+            handlers.STARTED_FLAG: str(started),
+        }
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert worker.poll() is None, worker.communicate()[1]
+            assert time.monotonic() < deadline, "the handler never started"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        _out, log = worker.communicate(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == WorkerExit.TERMINATED == 143, log
+    assert "SIGTERM: AWS Batch stopped this job" in log
+    assert worker_rig.applied() == {}
 
 
 def test_a_second_attempt_of_an_applied_job_is_a_duplicate_and_exits_0(

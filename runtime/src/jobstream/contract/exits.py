@@ -24,6 +24,10 @@ class WorkerExit(IntEnum):
     """EX_TEMPFAIL: a dependency (database, SSM, Kafka) failed; AWS Batch retries the job."""
     CONFIG = 78
     """EX_CONFIG: the environment is incomplete or the handler cannot be imported; no retry."""
+    TERMINATED = 143
+    """128 + SIGTERM, in Batch job mode: AWS Batch stopped the job (its attempt timeout, a
+    TerminateJob, a Spot reclaim) and kills it 30 s later; nothing of the job was applied. Its
+    retry is decided by the status reason (a Spot reclaim is retried), not by this code."""
 
 
 RETRYABLE_EXITS: tuple[WorkerExit, ...] = (WorkerExit.TEMPORARY,)
@@ -34,6 +38,7 @@ EXIT_REASONS: Mapping[int, str] = {
     WorkerExit.HANDLER_FAILED: "handler failed on every attempt",
     WorkerExit.TEMPORARY: "a dependency was unavailable (retried by AWS Batch)",
     WorkerExit.CONFIG: "worker configuration error (environment or handler)",
+    WorkerExit.TERMINATED: "stopped by SIGTERM (Batch job timeout, termination or Spot reclaim)",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -102,10 +103,18 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerExit:
             log.info("environment and handler %s are valid", settings.handler)
             return WorkerExit.OK
         if batch:
+            _abandon_on_sigterm()
             return run_batch_job(wiring)
         stop = threading.Event()
         install_stop_signals(stop)
         return run_service(wiring, stop)
+    except Terminated:
+        log.error(
+            "SIGTERM: AWS Batch stopped this job (its attempt timeout, a TerminateJob or a Spot "
+            "reclaim); the job's transaction is rolled back, nothing of it applied (exit %d)",
+            WorkerExit.TERMINATED,
+        )
+        return WorkerExit.TERMINATED
     except WorkerConfigError as exc:
         log.error("%s", exc)
         return WorkerExit.CONFIG
@@ -117,6 +126,23 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerExit:
         return WorkerExit.TEMPORARY
     finally:
         wiring.close_metrics()
+
+
+class Terminated(BaseException):
+    """Raised by SIGTERM in Batch job mode. A BaseException, so that no ``except Exception`` on
+    the way (the handler's attempts, the ledger) takes it for a failure to retry or record."""
+
+
+def _abandon_on_sigterm() -> None:
+    """In Batch job mode SIGTERM abandons the job at once. AWS Batch sends it on the attempt
+    timeout or a termination and SIGKILL 30 s later (AWS Batch User Guide, "Job timeouts"), and
+    as the container's PID 1 (the image's entrypoint) the worker would otherwise ignore it, the
+    kernel giving PID 1 no default action: the job would die by SIGKILL, unexplained."""
+
+    def abandon(_signum: int, _frame: object) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, abandon)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
