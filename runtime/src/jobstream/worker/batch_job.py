@@ -17,6 +17,7 @@ from jobstream.contract.env import CONSUMER_SQS
 from jobstream.contract.exits import WorkerExit
 from jobstream.messaging.consumers import JobProcessor, ProcessingError, SqsJobConsumer
 from jobstream.messaging.envelope import Envelope, EnvelopeError
+from jobstream.worker.stopping import outcome_known
 from jobstream.worker.wiring import DependencyError, Wiring, one_line
 
 log = logging.getLogger("jobstream.worker")
@@ -28,6 +29,7 @@ def run_batch_job(wiring: Wiring) -> WorkerExit:
     try:
         envelope = SqsJobConsumer.parse(settings.job_message or "")
     except EnvelopeError as exc:
+        outcome_known()
         log.error(
             "SQS message %s is not a valid envelope (poison, not retried): %s", message_id, exc
         )
@@ -40,6 +42,7 @@ def run_batch_job(wiring: Wiring) -> WorkerExit:
         processor = JobProcessor(CONSUMER_SQS, handler, ledger, wiring.metrics())
         outcome = SqsJobConsumer(wiring.routing(), processor).process(envelope)
     except ProcessingError as exc:
+        outcome_known()
         log.error("%s (not retried; the failed-jobs capture keeps the message)", exc)
         wiring.metrics().count(m.DEAD_LETTERED, Consumer=CONSUMER_SQS)
         return WorkerExit.HANDLER_FAILED
@@ -47,6 +50,8 @@ def run_batch_job(wiring: Wiring) -> WorkerExit:
         raise DependencyError(
             "database", f"while applying job {envelope.job_id}: {one_line(exc)}"
         ) from exc
+    else:
+        outcome_known()
     finally:
         ledger.close()
     _log_outcome(envelope, message_id, outcome.value)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from jobstream.contract import env
 from jobstream.contract.exits import EXIT_REASONS, WorkerExit
 from jobstream.worker.settings import WorkerConfigError, WorkerSettings
+from jobstream.worker.stopping import Terminated, abandon_on_sigterm, outcome_known
 
 log = logging.getLogger("jobstream.worker")
 
@@ -82,6 +82,10 @@ def _configure_logging(level: str) -> None:
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerExit:
+    batch = environ.get(env.CONSUMER, "").strip() == env.CONSUMER_SQS
+    if batch and not args.check:
+        # First thing: as PID 1 the worker ignores a SIGTERM it has no handler for.
+        abandon_on_sigterm()
     from jobstream.messaging.consumers import install_stop_signals
     from jobstream.worker.batch_job import run_batch_job
     from jobstream.worker.service import run_service
@@ -94,7 +98,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerExit:
         log.error("%s", exc)
         return WorkerExit.CONFIG
     _configure_logging(settings.log_level)
-    batch = settings.consumer == env.CONSUMER_SQS
     wiring = Wiring(settings, metrics_interval=None if batch else 10.0)
     try:
         if args.check:
@@ -103,7 +106,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerExit:
             log.info("environment and handler %s are valid", settings.handler)
             return WorkerExit.OK
         if batch:
-            _abandon_on_sigterm()
             return run_batch_job(wiring)
         stop = threading.Event()
         install_stop_signals(stop)
@@ -111,7 +113,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerExit:
     except Terminated:
         log.error(
             "SIGTERM: AWS Batch stopped this job (its attempt timeout, a TerminateJob or a Spot "
-            "reclaim); the job's transaction is rolled back, nothing of it applied (exit %d)",
+            "reclaim) before its outcome was known; a transaction not committed is rolled back, "
+            "and the ledger says whether the job was applied (exit %d)",
             WorkerExit.TERMINATED,
         )
         return WorkerExit.TERMINATED
@@ -125,24 +128,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> WorkerExit:
         log.error("unexpected error: %s (exit %d)", one_line(exc), WorkerExit.TEMPORARY)
         return WorkerExit.TEMPORARY
     finally:
+        outcome_known()  # whatever is returned is decided; SIGTERM no longer abandons it
         wiring.close_metrics()
-
-
-class Terminated(BaseException):
-    """Raised by SIGTERM in Batch job mode. A BaseException, so that no ``except Exception`` on
-    the way (the handler's attempts, the ledger) takes it for a failure to retry or record."""
-
-
-def _abandon_on_sigterm() -> None:
-    """In Batch job mode SIGTERM abandons the job at once. AWS Batch sends it on the attempt
-    timeout or a termination and SIGKILL 30 s later (AWS Batch User Guide, "Job timeouts"), and
-    as the container's PID 1 (the image's entrypoint) the worker would otherwise ignore it, the
-    kernel giving PID 1 no default action: the job would die by SIGKILL, unexplained."""
-
-    def abandon(_signum: int, _frame: object) -> None:
-        raise Terminated
-
-    signal.signal(signal.SIGTERM, abandon)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
