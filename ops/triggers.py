@@ -293,30 +293,31 @@ def volume_trigger(days: list[Day], limits: Thresholds) -> Check:
 
 
 FIVE_MINUTE_DATA_DAYS = 63
-"""How long CloudWatch keeps 5-minute datapoints; for a start further back, GetMetricData returns
-data only for a period that is a multiple of 3600 s (CloudWatch API Reference, MetricStat,
-``Period``)."""
+"""How long CloudWatch keeps 5-minute datapoints: for a start further back, GetMetricData returns
+no data for a 300 s period (CloudWatch API Reference, MetricStat, ``Period``)."""
 
 
-def latency_period(days: int) -> int:
-    """The period of the latency trigger's maxima: 5 minutes while CloudWatch keeps them for the
-    whole window, else an hour (with 5 minutes, the days past 63 would have no data)."""
-    return 300 if days <= FIVE_MINUTE_DATA_DAYS else 3600
+def latency_days(days: int) -> int:
+    """The days the latency trigger reads: the review's, at most the 63 that CloudWatch keeps
+    5-minute maxima for. Coarser maxima (hourly) would change the rule: the alarm's is a
+    percentile of 5-minute maxima, and the maximum of an hour breaches whenever one of its
+    twelve 5-minute maxima does."""
+    return min(days, FIVE_MINUTE_DATA_DAYS)
 
 
 def latency_trigger(ctx: StackContext, days: int, limits: Thresholds) -> Check:
     name = f"latency: {limits.percentile_label} age of the oldest queued job above the need"
     needs = f"{limits.percentile_label} > {limits.latency_seconds:g} s"
-    period = latency_period(days)
+    read_days = latency_days(days)
 
     def decide() -> Check:
         series = metric_series(
             ctx,
             sqs_metric(ctx.names.job_queue, "ApproximateAgeOfOldestMessage"),
             stat="Maximum",
-            start=ctx.now - timedelta(days=days),
+            start=ctx.now - timedelta(days=read_days),
             end=ctx.now,
-            period=period,
+            period=300,
         )
         if not series:
             raise CannotTellError("no ApproximateAgeOfOldestMessage data for the job queue")
@@ -325,8 +326,12 @@ def latency_trigger(ctx: StackContext, days: int, limits: Thresholds) -> Check:
         return Check(
             name,
             MET if met else NOT_MET,
-            f"{limits.percentile_label} {value:g} s over {len(series)} "
-            f"{'5-minute' if period == 300 else 'hourly'} maxima",
+            f"{limits.percentile_label} {value:g} s over {len(series)} 5-minute maxima"
+            + (
+                f" of the last {read_days} days (CloudWatch keeps 5-minute data {read_days} days)"
+                if read_days < days
+                else ""
+            ),
             needs,
             value=value,
         )
