@@ -25,6 +25,7 @@ from ops.dead_letters import (
     FAILED_JOBS,
     KAFKA_IDLE_SECONDS,
     PLACE_TITLES,
+    SCAN_VISIBILITY_SECONDS,
     Parked,
     SqsHold,
     State,
@@ -147,7 +148,10 @@ def _sqs_place(
     with SqsHold(ctx, url) as hold:
         messages = hold.read(limit, expected=count)
     items = [parse(m) for m in messages]
-    return _summary(ctx.now, items, count=max(count, len(items)), complete=len(items) >= count)
+    summary = _summary(ctx.now, items, count=max(count, len(items)), complete=len(items) >= count)
+    # Messages SQS did not make visible again: a redrive within their visibility would miss them.
+    summary["still_invisible"] = hold.not_released
+    return summary
 
 
 def _topic_place(
@@ -227,6 +231,13 @@ def _print(ctx: LiveStack, routing: Routing, places: list[dict[str, Any]], sampl
             fmt_int(place["movable"]), fmt_int(place["poison"]), fmt_int(place["no_body"]),
         )  # fmt: skip
     out.print(table)
+    for place in places:
+        if place.get("still_invisible"):
+            out.print(
+                f"[yellow]{place['still_invisible']} message(s) of {place['name']} could not be "
+                f"made visible again: they reappear within {SCAN_VISIBILITY_SECONDS} s, and a "
+                "redrive before then does not see them[/]"
+            )
     jobs = Table(title="parked jobs (oldest first)", title_justify="left")
     for column in ("place", "job id", "state", "age", "reason"):
         jobs.add_column(column, overflow="fold")

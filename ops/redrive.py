@@ -561,6 +561,11 @@ class SqsSource(Source):
             plan.notes.append(
                 f"{len(remaining)} message(s) of the plan were no longer in {self.name}"
             )
+        if hold.not_released:
+            plan.notes.append(
+                f"{hold.not_released} message(s) of {self.name} left in place could not be made "
+                f"visible again: they reappear within {MOVE_VISIBILITY_SECONDS} s"
+            )
 
 
 class TopicSource(Source):

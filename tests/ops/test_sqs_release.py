@@ -6,11 +6,12 @@ timeout ends. A stubbed client (botocore's ``Stubber``) answers; nothing leaves 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from botocore.stub import Stubber
@@ -101,3 +102,46 @@ def test_redrive_stops_before_its_plan_when_a_read_message_stays_invisible(
     source = SqsSource(ctx, "jobstream-dev-jobs-dlq", URL, from_dlq_message)
     with pytest.raises(CannotTellError, match=r"1 message\(s\) .*\(nothing was moved\)"):
         source.read(10, kafka_timeout=1.0)
+
+
+def test_parked_reports_the_messages_its_scan_left_invisible(sqs: tuple[Any, Stubber]) -> None:
+    """A redrive started before they reappear would not see them."""
+    from ops.parked import _sqs_place  # pyright: ignore[reportPrivateUsage]
+
+    ctx, stubber = sqs
+    ctx.now = dt.datetime.now(dt.UTC)
+    stubber.add_response("get_queue_url", {"QueueUrl": URL})
+    stubber.add_response(
+        "get_queue_attributes",
+        {
+            "Attributes": {
+                "ApproximateNumberOfMessages": "1",
+                "ApproximateNumberOfMessagesNotVisible": "0",
+                "ApproximateNumberOfMessagesDelayed": "0",
+            }
+        },
+    )
+    stubber.add_response("receive_message", {"Messages": [_message(1)]})
+    stubber.add_response(
+        "change_message_visibility_batch",
+        {"Successful": [], "Failed": [{"Id": "0", "SenderFault": False, "Code": "InternalError"}]},
+    )
+    place = _sqs_place(ctx, "jobstream-dev-jobs-dlq", 10, from_dlq_message)
+    assert place is not None and place["still_invisible"] == 1
+
+
+def test_redrive_notes_the_messages_outside_its_plan_it_left_invisible(
+    sqs: tuple[Any, Stubber],
+) -> None:
+    from ops.redrive import Outcome, Plan
+
+    ctx, stubber = sqs
+    _received(stubber, 1)  # job-1 is not in the plan: held, then released at the end
+    stubber.add_response(
+        "change_message_visibility_batch",
+        {"Successful": [], "Failed": [{"Id": "0", "SenderFault": False, "Code": "InternalError"}]},
+    )
+    source = SqsSource(ctx, "jobstream-dev-jobs-dlq", URL, from_dlq_message)
+    plan = Plan("dlq", source.name, target=cast(Any, None), to_move=[from_dlq_message(_message(9))])
+    source.copy(plan, Outcome(), advance=lambda _n: None)
+    assert any("1 message(s) of jobstream-dev-jobs-dlq left in place" in n for n in plan.notes)
