@@ -67,6 +67,7 @@ __all__ = [
     "error_code",
     "error_message",
     "handles_errors",
+    "page_items",
     "pages",
     "report_error",
 ]
@@ -142,6 +143,14 @@ def pages(client: Any, operation: str, action: str, **params: Any) -> Iterator[d
         if page is None:
             return
         yield page
+
+
+def page_items(
+    client: Any, operation: str, action: str, key: str, **params: Any
+) -> Iterator[dict[str, Any]]:
+    """The items under ``key`` of every page of one paginated call (``pages``)."""
+    for page in pages(client, operation, action, **params):
+        yield from page.get(key, [])
 
 
 def error_code(error: botocore.exceptions.ClientError) -> str:

@@ -16,7 +16,7 @@ from jobstream.contract import metrics as m
 from jobstream.contract.phases import PHASES, ResourceGroup, adjacent_changes, phase
 from jobstream.contract.routing import Routing, RoutingError
 from ops.arguments import positive_number, positive_ratio
-from ops.aws_clients import CannotTellError, UsageError, handles_errors, pages
+from ops.aws_clients import CannotTellError, UsageError, handles_errors, page_items
 from ops.probes import (
     StackContext,
     add_stack_arguments,
@@ -393,19 +393,19 @@ def _current_phase_since(ctx: StackContext) -> datetime | None:
     name = ctx.names.routing_parameter
     ssm = ctx.aws.client("ssm")
     versions: list[tuple[int, datetime, int | None]] = []
-    for page in pages(
+    for entry in page_items(
         ssm,
         "get_parameter_history",
         "ssm:GetParameterHistory",
+        "Parameters",
         Name=name,
         PaginationConfig={"PageSize": 50},  # the most the API answers with
     ):
-        for entry in page.get("Parameters", []):
-            try:
-                number: int | None = Routing.from_json(entry.get("Value", "")).phase
-            except RoutingError:
-                number = None
-            versions.append((int(entry["Version"]), entry["LastModifiedDate"], number))
+        try:
+            number: int | None = Routing.from_json(entry.get("Value", "")).phase
+        except RoutingError:
+            number = None
+        versions.append((int(entry["Version"]), entry["LastModifiedDate"], number))
     versions.sort()
     if not versions:
         return None

@@ -24,6 +24,7 @@ from ops.aws_clients import (
     CannotTellError,
     NotFoundError,
     aws_call,
+    page_items,
     pages,
 )
 
@@ -276,17 +277,20 @@ class KafkaCluster:
 def kafka_cluster(ctx: StackContext, name: str) -> KafkaCluster | None:
     kafka = ctx.aws.client("kafka")
     try:
-        for page in pages(
-            kafka, "list_clusters_v2", "kafka:ListClustersV2", ClusterNameFilter=name
+        for info in page_items(
+            kafka,
+            "list_clusters_v2",
+            "kafka:ListClustersV2",
+            "ClusterInfoList",
+            ClusterNameFilter=name,
         ):
-            for info in page.get("ClusterInfoList", []):
-                if info.get("ClusterName") == name:  # the filter matches prefixes too
-                    return KafkaCluster(
-                        name=name,
-                        arn=str(info["ClusterArn"]),
-                        state=str(info.get("State")),
-                        kind=str(info.get("ClusterType", "PROVISIONED")),
-                    )
+            if info.get("ClusterName") == name:  # the filter matches prefixes too
+                return KafkaCluster(
+                    name=name,
+                    arn=str(info["ClusterArn"]),
+                    state=str(info.get("State")),
+                    kind=str(info.get("ClusterType", "PROVISIONED")),
+                )
     except NotFoundError:
         return None
     return None
@@ -295,13 +299,11 @@ def kafka_cluster(ctx: StackContext, name: str) -> KafkaCluster | None:
 def kafka_topics(ctx: StackContext, cluster_arn: str) -> set[str]:
     """Topic names through the MSK control plane (``kafka:ListTopics``)."""
     kafka = ctx.aws.client("kafka")
-    topics: set[str] = set()
+    listed = page_items(kafka, "list_topics", "kafka:ListTopics", "Topics", ClusterArn=cluster_arn)
     try:
-        for page in pages(kafka, "list_topics", "kafka:ListTopics", ClusterArn=cluster_arn):
-            topics.update(str(t.get("TopicName")) for t in page.get("Topics", []))
+        return {str(t.get("TopicName")) for t in listed}
     except NotFoundError as error:
         raise CannotTellError(f"kafka:ListTopics: {error.code}") from None
-    return topics
 
 
 def kafka_bootstrap_brokers(ctx: StackContext, cluster_arn: str) -> set[str]:
@@ -352,10 +354,10 @@ def batch_queue(ctx: StackContext, name: str, *, count_jobs: bool = True) -> Bat
 
 def _count_jobs(ctx: StackContext, queue: str, state: str) -> int:
     batch = ctx.aws.client("batch")
-    return sum(
-        len(page.get("jobSummaryList", []))
-        for page in pages(batch, "list_jobs", "batch:ListJobs", jobQueue=queue, jobStatus=state)
+    jobs = page_items(
+        batch, "list_jobs", "batch:ListJobs", "jobSummaryList", jobQueue=queue, jobStatus=state
     )
+    return sum(1 for _ in jobs)
 
 
 def batch_job_definition_active(ctx: StackContext, name: str) -> bool:

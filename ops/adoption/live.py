@@ -29,7 +29,7 @@ from ops.aws_clients import (
     ResourceMissingError,
     UsageError,
     aws_call,
-    pages,
+    page_items,
 )
 from ops.stack_file import Value
 
@@ -117,14 +117,17 @@ def _job_definition(aws: Aws, name_or_arn: str) -> dict[str, Any]:
     )
     # Every page: a definition revised often has more active revisions than one answer holds
     # (100), and the newest may be on any page.
-    found = [
-        definition
-        for page in pages(
-            batch, "describe_job_definitions", "batch:DescribeJobDefinitions", **asked
-        )
-        for definition in page.get("jobDefinitions", [])
-    ]
-    found = sorted(found, key=lambda d: int(d.get("revision", 0)), reverse=True)
+    found = sorted(
+        page_items(
+            batch,
+            "describe_job_definitions",
+            "batch:DescribeJobDefinitions",
+            "jobDefinitions",
+            **asked,
+        ),
+        key=lambda d: int(d.get("revision", 0)),
+        reverse=True,
+    )
     return _one(found, "active Batch job definition", name_or_arn)
 
 
@@ -265,31 +268,25 @@ class Reader:
         message would go to whichever receives it first, under two job definitions."""
         found: list[str] = []
         try:
-            mappings = [
-                mapping
-                for page in pages(
-                    self.aws.client("lambda"),
-                    "list_event_source_mappings",
-                    "lambda:ListEventSourceMappings",
-                    EventSourceArn=queue_arn,
-                )
-                for mapping in page.get("EventSourceMappings", [])
-            ]
+            mappings = page_items(
+                self.aws.client("lambda"),
+                "list_event_source_mappings",
+                "lambda:ListEventSourceMappings",
+                "EventSourceMappings",
+                EventSourceArn=queue_arn,
+            )
             found += [
                 f"Lambda {m['FunctionArn'].rsplit(':', 1)[-1]} (event source mapping "
                 f"{m['UUID']}, {m.get('State', '?')})"
                 for m in mappings
             ]
-            pipes = [
-                pipe
-                for page in pages(
-                    self.aws.client("pipes"),
-                    "list_pipes",
-                    "pipes:ListPipes",
-                    SourcePrefix=queue_arn,
-                )
-                for pipe in page.get("Pipes", [])
-            ]
+            pipes = page_items(
+                self.aws.client("pipes"),
+                "list_pipes",
+                "pipes:ListPipes",
+                "Pipes",
+                SourcePrefix=queue_arn,
+            )
             found += [
                 f"EventBridge Pipe {p['Name']} ({p.get('CurrentState', '?')})"
                 for p in pipes
