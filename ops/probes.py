@@ -219,14 +219,22 @@ def metric_latest(
     return series[-1] if series else None
 
 
+ONE_MINUTE_DATA_DAYS = 15
+FIVE_MINUTE_DATA_DAYS = 63
+"""How long CloudWatch keeps 1-minute and 5-minute datapoints: for a start further back,
+GetMetricData returns no data for a shorter period than 300 s, then 3600 s (CloudWatch API
+Reference, MetricStat, ``Period``)."""
+
+
 def period_for(window: timedelta, *, minimum: int = 60) -> int:
     """A CloudWatch period (multiple of 60 s) that keeps a window under ~1,400 datapoints and
-    respects the retention of fine-grained data (1-minute data is kept 15 days, 5-minute 63)."""
+    respects the retention of fine-grained data (``ONE_MINUTE_DATA_DAYS``,
+    ``FIVE_MINUTE_DATA_DAYS``)."""
     seconds = window.total_seconds()
     period = max(minimum, math.ceil(seconds / 1400 / 60) * 60)
-    if seconds > 15 * 86400:
+    if seconds > ONE_MINUTE_DATA_DAYS * 86400:
         period = max(period, 300)
-    if seconds > 63 * 86400:
+    if seconds > FIVE_MINUTE_DATA_DAYS * 86400:
         period = max(period, 3600)
     return period
 

@@ -33,6 +33,7 @@ from ops.aws_clients import (
     handles_errors,
 )
 from ops.probes import (
+    FIVE_MINUTE_DATA_DAYS,
     StackContext,
     add_stack_arguments,
     jobstream_metric,
@@ -290,11 +291,6 @@ def volume_trigger(days: list[Day], limits: Thresholds) -> Check:
         return Check(name, MET if met else NOT_MET, figure, needs, value=len(above))
 
     return check(name, needs, decide)
-
-
-FIVE_MINUTE_DATA_DAYS = 63
-"""How long CloudWatch keeps 5-minute datapoints: for a start further back, GetMetricData returns
-no data for a 300 s period (CloudWatch API Reference, MetricStat, ``Period``)."""
 
 
 def latency_days(days: int) -> int:
