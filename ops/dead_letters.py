@@ -321,7 +321,8 @@ class SqsHold:
     ) -> None:
         self._sqs = ctx.aws.client("sqs")
         self.url = url
-        self._visibility = visibility
+        self.visibility = visibility
+        """Seconds a received message stays invisible (until released)."""
         self._held: dict[str, str] = {}
         """message id -> receipt handle"""
         self._seen: set[str] = set()
@@ -343,7 +344,7 @@ class SqsHold:
                     QueueUrl=self.url,
                     MaxNumberOfMessages=SQS_BATCH,
                     WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
-                    VisibilityTimeout=self._visibility,
+                    VisibilityTimeout=self.visibility,
                     AttributeNames=["All"],
                     MessageAttributeNames=["All"],
                 ).get("Messages", [])
@@ -407,7 +408,7 @@ class SqsHold:
             count,
             self.url,
             reason,
-            self._visibility,
+            self.visibility,
         )
 
 

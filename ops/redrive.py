@@ -62,7 +62,6 @@ from ops.dead_letters import (
     KAFKA_IDLE_SECONDS,
     PLACE_TITLES,
     PLACES,
-    SCAN_VISIBILITY_SECONDS,
     DeadLetterTopicReader,
     Parked,
     SqsHold,
@@ -521,7 +520,7 @@ class SqsSource(Source):
             raise CannotTellError(
                 f"{hold.not_released} message(s) of {self.name} read for the plan could not be "
                 f"made visible again (sqs:ChangeMessageVisibilityBatch); they reappear within "
-                f"{SCAN_VISIBILITY_SECONDS} s: run redrive again then (nothing was moved)"
+                f"{hold.visibility} s: run redrive again then (nothing was moved)"
             )
         return parked
 
@@ -564,7 +563,7 @@ class SqsSource(Source):
         if hold.not_released:
             plan.notes.append(
                 f"{hold.not_released} message(s) of {self.name} left in place could not be made "
-                f"visible again: they reappear within {MOVE_VISIBILITY_SECONDS} s"
+                f"visible again: they reappear within {hold.visibility} s"
             )
 
 
