@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ops.arguments import positive_int
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 JOBSTREAM = [PYTHON, "-m", "ops.cli"]
@@ -152,12 +154,13 @@ def measure(rounds: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
-        "--rounds", type=int, default=5, help="rounds, each running every command once (default 5)"
+        "--rounds",
+        type=positive_int,
+        default=5,
+        help="rounds, each running every command once (default 5)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     result = measure(args.rounds)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ops.arguments import positive_int
+
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("program declarations", "program callbacks", "mocks", "recording")
 
@@ -182,14 +184,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=positive_int,
         default=3,
         help="pairs of rounds (untimed, timed) of every stack x phase (default 3)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     result = measure(args.rounds)
     if args.json:
         print(json.dumps(result, indent=2))
